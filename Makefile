@@ -1,0 +1,45 @@
+# Every target creates the environment it needs (.venv) on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test test-slow lint format bench eval train clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU build of torch first, so the range in pyproject is already met
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[worker,train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)  ## redis-server + one worker + the API on :8000; Ctrl-C stops all
+	$(PY) -m devstack
+
+test: $(STAMP)  ## the default (fast) test run
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)  ## model-quality evaluation and other long tests
+	$(PY) -m pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy app workers devstack
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)  ## latency of the service vs the in-process sampler; writes bench/results/
+	$(PY) -m bench.latency
+
+eval: $(STAMP)  ## class accuracy of the bundled model vs guidance; writes eval/results/
+	$(PY) -m workers.evaluation.class_accuracy
+
+train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)
+	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 5000 --out workers/models/mnist-unet
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

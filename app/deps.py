@@ -1,0 +1,34 @@
+"""Dependencies as Annotated aliases, so handlers stay short."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.job_events import JobEvents
+from app.job_queue import JobQueue
+from app.metrics import ApiMetrics
+from app.settings import ApiSettings
+
+
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _queue(request: Request) -> JobQueue:
+    return request.app.state.queue  # type: ignore[no-any-return]
+
+
+def _events(request: Request) -> JobEvents:
+    return request.app.state.events  # type: ignore[no-any-return]
+
+
+def _metrics(request: Request) -> ApiMetrics:
+    return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+QueueDep = Annotated[JobQueue, Depends(_queue)]
+EventsDep = Annotated[JobEvents, Depends(_events)]
+MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]

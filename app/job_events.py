@@ -1,0 +1,74 @@
+"""Wakes waiting sync requests when a worker publishes that their job changed state.
+
+One pub/sub subscription per API process feeds an in-memory map of waiters. Pub/sub is
+at-most-once (a message sent while the subscription reconnects is lost), so a waiter also
+re-reads the job record after subscribing and at least every ``recheck_s`` seconds: a lost
+message costs at most that much latency, never a stuck request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+
+import redis.asyncio as aioredis
+
+from app.contract import EVENTS_CHANNEL, TERMINAL_STATUSES, JobRecord
+from app.job_queue import JobQueue
+
+log = logging.getLogger("app.events")
+
+
+class JobEvents:
+    def __init__(self, client: aioredis.Redis, queue: JobQueue, recheck_s: float = 1.0) -> None:
+        self.client = client
+        self.queue = queue
+        self.recheck_s = recheck_s
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="job-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(EVENTS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            for event in self._waiters.get(str(message["data"]), ()):
+                                event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the waiters' rechecks cover the gap
+                log.warning("event subscription lost (%s); resubscribing in 1 s", error)
+                await asyncio.sleep(1.0)
+
+    async def wait_finished(self, job_id: str, timeout_s: float) -> JobRecord | None:
+        """The job's record once it is finished, or its latest record at ``timeout_s``."""
+        event = asyncio.Event()
+        self._waiters[job_id].add(event)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                event.clear()  # before the read: a message arriving after it is not lost
+                record = await self.queue.get(job_id)
+                remaining = deadline - time.monotonic()
+                if record is None or record.status in TERMINAL_STATUSES or remaining <= 0:
+                    return record
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=min(remaining, self.recheck_s))
+        finally:
+            self._waiters[job_id].discard(event)
+            if not self._waiters[job_id]:
+                del self._waiters[job_id]

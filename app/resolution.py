@@ -1,0 +1,186 @@
+"""From a request to the configuration that will actually run (pure; no I/O, no torch).
+
+Fills every default, checks each knob against the model and the chosen sampler, and
+refuses combinations in which a knob would be silently ignored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import get_args
+
+from app.contract import (
+    MAX_SEED,
+    SAMPLERS,
+    GenerationRequest,
+    KnobName,
+    ModelInfo,
+    ResolvedConfig,
+)
+
+DEFAULT_THRESHOLDING_RATIO = 0.995
+
+
+class RequestFieldError(ValueError):
+    """A request field whose value cannot be honoured; becomes a 422 naming ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds an operator may lower below the contract's absolute ones (from settings)."""
+
+    max_steps: int
+    max_images: int
+    max_guidance_scale: float
+
+
+def _samplers_honouring(knob: str) -> str:
+    names = [s.name for s in SAMPLERS.values() if knob in s.knobs]
+    return ", ".join(names) if names else "none"
+
+
+def _check_range(field: str, value: float, low: float, high: float, why: str = "") -> None:
+    if not low <= value <= high:
+        raise RequestFieldError(field, f"{field} must be between {low:g} and {high:g}{why}; got {value:g}")
+
+
+def resolve_request(
+    request: GenerationRequest,
+    models: dict[str, ModelInfo],
+    default_model: str,
+    limits: Limits,
+) -> ResolvedConfig:
+    """Returns the resolved configuration (without timesteps), or raises RequestFieldError."""
+    name = request.model or default_model
+    model = models.get(name)
+    if model is None:
+        available = ", ".join(sorted(models)) or "none registered yet"
+        raise RequestFieldError("model", f"unknown model {name!r}; available: {available}")
+
+    # 1. conditioning
+    if request.prompt is not None and model.conditioning != "prompt":
+        raise RequestFieldError("prompt", f"model {name!r} takes no prompt (conditioning: {model.conditioning})")
+    if request.class_label is not None:
+        if model.conditioning != "class_label" or model.num_classes is None:
+            raise RequestFieldError(
+                "class_label", f"model {name!r} takes no class label (conditioning: {model.conditioning})"
+            )
+        _check_range("class_label", request.class_label, 0, model.num_classes - 1)
+    conditioned = request.class_label is not None or request.prompt is not None
+
+    # 2. budget and seeds
+    _check_range("num_images", request.num_images, 1, limits.max_images, " (this deployment's limit)")
+    steps = request.steps if request.steps is not None else model.default_steps
+    _check_range("steps", steps, 1, limits.max_steps, " (this deployment's limit)")
+    last_seed_offset = request.num_images - 1
+    if request.seed is None:
+        seed = secrets.randbelow(2**53)  # fits a JSON number exactly in every client
+    else:
+        seed = request.seed
+        _check_range("seed", seed, 0, MAX_SEED - last_seed_offset, " (image i uses seed + i)")
+
+    # 3. sampler and schedule
+    sampler = SAMPLERS[request.sampler or model.default_sampler]
+    schedule = request.schedule or sampler.default_schedule
+    if schedule not in sampler.schedules:
+        raise RequestFieldError(
+            "schedule", f"sampler {sampler.name!r} supports schedules {', '.join(sampler.schedules)}; got {schedule!r}"
+        )
+    for knob in get_args(KnobName):
+        if getattr(request, knob) is not None and knob not in sampler.knobs:
+            raise RequestFieldError(
+                knob, f"{knob} is not honoured by sampler {sampler.name!r}; samplers that honour it: "
+                f"{_samplers_honouring(knob)}"
+            )
+
+    # 4. noise: deterministic, eta, variance control
+    eta = request.eta
+    if sampler.noise == "stochastic":
+        if request.deterministic:
+            raise RequestFieldError(
+                "deterministic", f"sampler {sampler.name!r} always injects noise; deterministic samplers: "
+                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "stochastic")
+            )
+        deterministic = False
+    elif sampler.noise == "deterministic":
+        if request.deterministic is False:
+            raise RequestFieldError(
+                "deterministic", f"sampler {sampler.name!r} is deterministic only; stochastic samplers: "
+                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "deterministic")
+            )
+        deterministic = True
+    else:  # "either": DDIM's eta decides
+        if request.deterministic and eta:
+            raise RequestFieldError("eta", f"eta must be 0 when deterministic is true; got {eta:g}")
+        if request.deterministic is False and eta == 0:
+            raise RequestFieldError("eta", "eta must be above 0 (up to 1) when deterministic is false")
+        if request.deterministic is None:
+            deterministic = not eta
+        else:
+            deterministic = request.deterministic
+        eta = 0.0 if deterministic else (eta if eta is not None else 1.0)
+    if deterministic:
+        for knob in ("variance_bound", "variance_scale"):
+            if getattr(request, knob) is not None:
+                raise RequestFieldError(
+                    knob, f"{knob} has no effect when no noise is injected (deterministic sampling); "
+                    "use a stochastic setting (ddim with eta > 0, ddpm)"
+                )
+    honours_variance = "variance_scale" in sampler.knobs and not deterministic
+    variance_type = (request.variance_type or "fixed_small") if "variance_type" in sampler.knobs else None
+
+    # 5. x0 clipping / thresholding
+    if request.clip_sample and request.dynamic_thresholding:
+        raise RequestFieldError("dynamic_thresholding", "choose one of clip_sample and dynamic_thresholding")
+    thresholding = bool(request.dynamic_thresholding)
+    if request.dynamic_thresholding_ratio is not None and not thresholding:
+        raise RequestFieldError(
+            "dynamic_thresholding_ratio", "dynamic_thresholding_ratio needs dynamic_thresholding: true"
+        )
+    ratio = (request.dynamic_thresholding_ratio or DEFAULT_THRESHOLDING_RATIO) if thresholding else None
+
+    # 6. classifier-free guidance
+    if not conditioned:
+        if request.guidance_scale is not None and request.guidance_scale != 1.0:
+            raise RequestFieldError(
+                "guidance_scale", "guidance needs a condition: send class_label (or prompt), or guidance_scale 1"
+            )
+        guidance_scale = 1.0
+    else:
+        guidance_scale = (
+            request.guidance_scale if request.guidance_scale is not None else model.default_guidance_scale
+        )
+        _check_range("guidance_scale", guidance_scale, 0.0, limits.max_guidance_scale, " (this deployment's limit)")
+    guidance_rescale = request.guidance_rescale or 0.0
+    if guidance_rescale > 0 and guidance_scale == 1.0:
+        raise RequestFieldError("guidance_rescale", "guidance_rescale has no effect when guidance_scale is 1")
+
+    return ResolvedConfig(
+        model=name,
+        class_label=request.class_label,
+        prompt=request.prompt,
+        num_images=request.num_images,
+        seed=seed,
+        steps=steps,
+        sampler=sampler.name,
+        schedule=schedule,
+        deterministic=deterministic,
+        eta=eta,
+        variance_bound=request.variance_bound if honours_variance else None,
+        variance_scale=(request.variance_scale if request.variance_scale is not None else 1.0)
+        if honours_variance
+        else None,
+        variance_type=variance_type,
+        clip_sample=bool(request.clip_sample),
+        dynamic_thresholding=thresholding,
+        dynamic_thresholding_ratio=ratio,
+        guidance_scale=guidance_scale,
+        guidance_rescale=guidance_rescale,
+        image_size=model.image_size,
+    )

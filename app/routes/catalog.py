@@ -1,0 +1,23 @@
+"""GET /v1/models and /v1/samplers: what a request can ask for."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.contract import SAMPLERS, ModelInfo, SamplerInfo
+from app.deps import QueueDep
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+@router.get("/models", response_model=list[ModelInfo])
+async def list_models(queue: QueueDep) -> list[ModelInfo]:
+    """Models served by the workers: conditioning, classes, training noise schedule, defaults."""
+    models = await queue.models()
+    return [models[name] for name in sorted(models)]
+
+
+@router.get("/samplers", response_model=list[SamplerInfo])
+async def list_samplers() -> list[SamplerInfo]:
+    """Samplers, the diffusers class behind each, and which knobs and schedules each honours."""
+    return list(SAMPLERS.values())

@@ -1,0 +1,50 @@
+"""GET and DELETE /v1/jobs/{id}: status, progress, result; cancellation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+
+from app.contract import JobView
+from app.deps import QueueDep
+from app.errors import JobNotFound
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="job id (32 hex digits)")]
+
+
+@router.get("/{job_id}", response_model=JobView, responses={404: {"description": "No such job (or expired)"}})
+async def get_job(job_id: JobIdPath, queue: QueueDep) -> JobView:
+    """Status, progress (step k of n) and, once finished, the images and timings of a job."""
+    record = await queue.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
+    return JobView.of(record)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobView,
+    responses={
+        202: {"model": JobView, "description": "Running: it stops within one step"},
+        404: {"description": "No such job"},
+        409: {"description": "The job had already finished"},
+    },
+)
+async def cancel_job(job_id: JobIdPath, queue: QueueDep) -> JSONResponse:
+    """Cancel a job: a queued job never runs; a running one stops within one denoising step."""
+    outcome = await queue.cancel(job_id)
+    if outcome == "missing":
+        raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
+    record = await queue.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
+    view = JobView.of(record).model_dump(mode="json")
+    if outcome == "cancelled":
+        return JSONResponse(view, status_code=200)
+    if outcome == "cancelling":
+        return JSONResponse(view, status_code=202)
+    return JSONResponse({"detail": f"job {job_id} already {outcome}; nothing to cancel"}, status_code=409)

@@ -1,0 +1,1 @@
+"""Local development stack: a real redis-server, a worker and the API in one command."""

@@ -1,0 +1,106 @@
+"""Session fixtures: a real redis-server, a real worker process and the real API process.
+
+Nothing here is faked: the worker loads the bundled model and samples with it, and the tests
+talk HTTP to uvicorn. Each fixture starts its process once per test session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from devstack.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait_until(predicate, timeout_s: float, what: str, process: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {process.returncode}")
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DENOISE_")}
+    env.update(
+        DENOISE_REDIS_URL=redis_url,
+        DENOISE_TORCH_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker_process(redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    metrics_port = free_port()
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = service_env(redis_server.url, DENOISE_METRICS_PORT=str(metrics_port), DENOISE_WORKER_NAME="test-worker",
+                      DENOISE_PROGRESS_INTERVAL_S="0")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        _wait_until(lambda: redis_client.exists("denoise:worker:test-worker"), 60, "worker", process)
+        yield {"metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "log": str(log_path), "name": "test-worker"}
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def api_url(redis_server: RedisServer, worker_process: dict[str, str], tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("api") / "api.log"
+    env = service_env(redis_server.url, DENOISE_PORT=str(port), DENOISE_SYNC_TIMEOUT_S="120")
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        _wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "api", process)
+        yield url
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=180) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def bundled_model():  # type: ignore[no-untyped-def]
+    """The bundled model loaded in-process through the real registry and loading code."""
+    import torch
+
+    from workers.models.loading import load_model
+    from workers.models.registry import lookup
+
+    torch.set_num_threads(1)
+    return load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)

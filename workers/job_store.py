@@ -1,0 +1,126 @@
+"""The worker's side of Redis: claim jobs from the stream, update and finish job records.
+
+All values are JSON (``app.contract``); status transitions go through the Lua scripts of
+``app.job_scripts`` so that a job is finished exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from app import job_scripts
+from app.contract import (
+    CONSUMER_GROUP,
+    EVENTS_CHANNEL,
+    MODELS_KEY,
+    JobError,
+    JobRecord,
+    JobResult,
+    ModelInfo,
+    Progress,
+    WorkerHeartbeat,
+    hash_fields,
+    job_key,
+    jobs_stream_key,
+    record_from_hash,
+    worker_heartbeat_key,
+)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    entry_id: str
+    job_id: str | None  # None when the entry is malformed
+
+
+class WorkerJobStore:
+    def __init__(self, client: redis.Redis, model: str, worker: str, job_ttl_s: int) -> None:
+        self.client = client
+        self.model = model
+        self.worker = worker
+        self.job_ttl_s = job_ttl_s
+        self.stream = jobs_stream_key(model)
+        self._finish = client.register_script(job_scripts.FINISH)
+        self._start = client.register_script(job_scripts.START)
+
+    # -- stream
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, CONSUMER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
+        """New entries for this consumer; blocks up to ``block_ms`` (None: do not block)."""
+        response = self.client.xreadgroup(
+            CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms
+        )
+        entries = []
+        for _stream, messages in response or []:
+            for entry_id, fields in messages:
+                entries.append(StreamEntry(entry_id=entry_id, job_id=fields.get("job")))
+        return entries
+
+    def ack(self, entry_id: str) -> None:
+        self.client.xack(self.stream, CONSUMER_GROUP, entry_id)
+
+    # -- job records
+    def start(self, job_id: str) -> JobRecord | None:
+        """Marks the job running; None when it is finished, cancelled or expired."""
+        attempts = self._start(
+            keys=[job_key(job_id)], args=[json.dumps(self.worker), json.dumps(time.time())]
+        )
+        if not attempts:
+            return None
+        fields = self.client.hgetall(job_key(job_id))
+        return record_from_hash(fields) if fields else None
+
+    def cancel_requested(self, job_ids: list[str]) -> set[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(job_key(job_id), "cancel_requested")
+        flags = pipe.execute()
+        return {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "true"}
+
+    def write_progress(self, progress: dict[str, Progress]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id, value in progress.items():
+            pipe.hset(job_key(job_id), mapping=hash_fields(progress=value.model_dump()))
+        pipe.execute()
+
+    def _finish_with(self, job_id: str, **values: object) -> bool:
+        args: list[str] = [str(self.job_ttl_s)]
+        for name, value in hash_fields(finished_at=time.time(), **values).items():
+            args.extend([name, value])
+        written = bool(self._finish(keys=[job_key(job_id)], args=args))
+        self.client.publish(EVENTS_CHANNEL, job_id)
+        return written
+
+    def succeed(self, job_id: str, result: JobResult, progress: Progress) -> bool:
+        return self._finish_with(
+            job_id, status="succeeded", result=result.model_dump(mode="json"), progress=progress.model_dump()
+        )
+
+    def fail(self, job_id: str, error: JobError) -> bool:
+        return self._finish_with(job_id, status="failed", error=error.model_dump())
+
+    def cancel(self, job_id: str, progress: Progress) -> bool:
+        return self._finish_with(job_id, status="cancelled", progress=progress.model_dump())
+
+    def publish(self, job_id: str) -> None:
+        self.client.publish(EVENTS_CHANNEL, job_id)
+
+    # -- presence
+    def register_model(self, info: ModelInfo) -> None:
+        self.client.hset(MODELS_KEY, info.name, info.model_dump_json())
+
+    def heartbeat(self, beat: WorkerHeartbeat, ttl_s: float) -> None:
+        self.client.set(worker_heartbeat_key(self.worker), beat.model_dump_json(), px=int(ttl_s * 1000))
+
+    def clear_heartbeat(self) -> None:
+        self.client.delete(worker_heartbeat_key(self.worker))

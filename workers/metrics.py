@@ -1,0 +1,43 @@
+"""The worker's Prometheus metrics (served on its own port, prefix ``denoise_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_MS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.queue_wait = Histogram(
+            "denoise_worker_queue_wait_seconds", "Enqueue to start of sampling", registry=r, buckets=_MS_BUCKETS
+        )
+        self.inference = Histogram(
+            "denoise_worker_inference_seconds", "Reverse process of a job (all steps)", registry=r,
+            buckets=_MS_BUCKETS,
+        )
+        self.step = Histogram(
+            "denoise_worker_step_seconds", "One batched denoising step (forward + scheduler steps)",
+            registry=r, buckets=_STEP_BUCKETS,
+        )
+        self.encode = Histogram(
+            "denoise_worker_encode_seconds", "Decoding and PNG encoding of a job", registry=r,
+            buckets=_STEP_BUCKETS,
+        )
+        self.total = Histogram(
+            "denoise_worker_job_total_seconds", "Enqueue to stored result", registry=r, buckets=_MS_BUCKETS
+        )
+        self.batch_rows = Histogram(
+            "denoise_worker_batch_rows", "Rows per model forward", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.jobs_finished = Counter(
+            "denoise_worker_jobs_finished_total", "Jobs finished, by status", ["status"], registry=r
+        )
+        self.images = Counter("denoise_worker_images_generated_total", "Images generated", registry=r)
+        self.model_load = Gauge("denoise_worker_model_load_seconds", "Time to load the model", registry=r)
+        self.busy = Gauge("denoise_worker_busy", "1 while images are in flight", registry=r)
+        self.in_flight = Gauge("denoise_worker_states_in_flight", "Images being sampled", registry=r)

@@ -1,0 +1,104 @@
+"""DDIM with any timestep list and a bounded, annealed injected variance.
+
+Song, Meng & Ermon (2021), "Denoising Diffusion Implicit Models", eq. (12) and (16):
+
+    x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ_t²) ε̂ + σ_t z,     z ~ N(0, I)
+    σ_t(η) = η √((1 − ᾱ_{t'}) / (1 − ᾱ_t)) √(1 − ᾱ_t / ᾱ_{t'})
+
+where t' is the next timestep *in the visited list* (diffusers' DDIMScheduler assumes an even
+stride, so quadratic or cosine spacings need this). Variance control replaces σ_t by
+
+    σ'_t = min(s · σ_t(η), b)        s = variance_scale, b = variance_bound
+
+and uses σ'_t in both the noise and the direction term, so every step stays a member of the
+DDIM family (the marginals q(x_t | x_0) are preserved for any σ'_t ≤ √(1 − ᾱ_{t'})).
+
+Notation map: model_output -> ε̂ or v̂ (prediction_type), alpha_prod_t -> ᾱ_t, alpha_prod_t_prev -> ᾱ_{t'}, std_dev_t -> σ'_t, eta -> η,
+pred_original_sample -> x̂_0, pred_epsilon -> ε̂.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+
+
+class VarianceControlledDDIMScheduler(DDIMScheduler):
+    """DDIMScheduler whose ``step`` follows the visited list and bounds σ_t (see module doc)."""
+
+    eta: float = 0.0
+    variance_scale: float = 1.0
+    variance_bound: float | None = None
+
+    def configure_noise(self, eta: float, variance_scale: float | None, variance_bound: float | None) -> None:
+        self.eta = eta
+        self.variance_scale = 1.0 if variance_scale is None else variance_scale
+        self.variance_bound = variance_bound
+        self.injected_noise_std: list[float] = []
+
+    def set_timestep_list(self, timesteps: list[int]) -> None:
+        """Visits exactly ``timesteps`` (descending)."""
+        self.num_inference_steps = len(timesteps)
+        self.timesteps = torch.tensor(timesteps, dtype=torch.int64)
+
+    def _next_timestep(self, timestep: int) -> int:
+        index = int((self.timesteps == timestep).nonzero()[0][0])
+        return int(self.timesteps[index + 1]) if index + 1 < len(self.timesteps) else -1
+
+    def step(  # type: ignore[override]
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> DDIMSchedulerOutput:
+        t = int(timestep)
+        # 1. previous (next visited) timestep t'
+        t_prev = self._next_timestep(t)
+
+        # 2. ᾱ_t and ᾱ_{t'}
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self.alphas_cumprod[t_prev] if t_prev >= 0 else self.final_alpha_cumprod
+        beta_prod_t = 1 - alpha_prod_t
+
+        # 3. predicted x̂_0 and ε̂ (eq. 9; for v-prediction, Salimans & Ho 2022 §4), then clip or
+        #    threshold x̂_0
+        if self.config.prediction_type == "v_prediction":
+            pred_original_sample = alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output
+            pred_epsilon = alpha_prod_t**0.5 * model_output + beta_prod_t**0.5 * sample
+        elif self.config.prediction_type == "epsilon":
+            pred_epsilon = model_output
+            pred_original_sample = (sample - beta_prod_t**0.5 * pred_epsilon) / alpha_prod_t**0.5
+        else:
+            raise ValueError(f"prediction_type {self.config.prediction_type!r}: expected epsilon or v_prediction")
+        if self.config.thresholding or self.config.clip_sample:
+            if self.config.thresholding:
+                pred_original_sample = self._threshold_sample(pred_original_sample)
+            else:
+                limit = self.config.clip_sample_range
+                pred_original_sample = pred_original_sample.clamp(-limit, limit)
+            # keep ε̂ consistent with the x̂_0 that is used
+            pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
+
+        # 4. σ_t(η) (eq. 16), then scale and bound it
+        variance = (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
+        std_dev_t = self.eta * float(variance) ** 0.5 * self.variance_scale
+        if self.variance_bound is not None:
+            std_dev_t = min(std_dev_t, self.variance_bound)
+        std_dev_t = min(std_dev_t, float(1 - alpha_prod_t_prev) ** 0.5)
+
+        # 5. direction pointing to x_t, and x_{t'} without noise (eq. 12)
+        pred_sample_direction = (1 - alpha_prod_t_prev - std_dev_t**2) ** 0.5 * pred_epsilon
+        prev_sample = alpha_prod_t_prev**0.5 * pred_original_sample + pred_sample_direction
+
+        # 6. inject σ'_t z; a deterministic run (η = 0) draws nothing from the generator
+        if self.eta > 0:
+            noise = torch.randn(
+                model_output.shape, generator=generator, dtype=model_output.dtype, device="cpu"
+            ).to(model_output.device)
+            prev_sample = prev_sample + std_dev_t * noise
+        self.injected_noise_std.append(std_dev_t if self.eta > 0 else 0.0)
+
+        return DDIMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

@@ -1,0 +1,80 @@
+"""Which training timesteps the reverse process visits (descending, integers in [0, T)).
+
+The evenly spaced spacings follow Lin et al. (2024), "Common Diffusion Noise Schedules and
+Sample Steps are Flawed", table 2 (``trailing`` is our ``uniform``: it always starts from the
+noisiest timestep T-1). ``quadratic`` is the DDIM paper's spacing (Song et al. 2021, appendix
+D.2: τ_i = ⌊c i²⌋ with c chosen so the last step lands at 0.8 T), which spends more steps at low
+noise; ``cosine`` places steps at t_i = T (1 - cos(π i / 2N)), denser still near t = 0.
+``karras`` is Karras et al. (2022), eq. (5): σ_i = (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
+with ρ = 7, mapped to the nearest training timesteps by σ_t = √((1 − ᾱ_t) / ᾱ_t). σ_max is capped at
+80 as in that paper: a cosine training schedule reaches σ ≈ 2·10⁴ at t = T−1, and an uncapped ρ = 7
+spacing would spend most steps at noise levels where the image carries no signal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.contract import ScheduleName
+
+
+def _strictly_increasing(values: np.ndarray, upper: int) -> np.ndarray:
+    """Rounds and nudges ``values`` (ascending) into distinct integers in [0, upper]."""
+    steps = np.floor(values).astype(np.int64)
+    for i in range(1, len(steps)):
+        steps[i] = max(steps[i], steps[i - 1] + 1)
+    steps[-1] = min(steps[-1], upper)
+    for i in range(len(steps) - 2, -1, -1):
+        steps[i] = min(steps[i], steps[i + 1] - 1)
+    return steps
+
+
+KARRAS_RHO = 7.0
+KARRAS_SIGMA_MAX = 80.0
+
+
+def karras_ascending(num_steps: int, alphas_cumprod: np.ndarray) -> np.ndarray:
+    """Fractional timesteps (ascending) of the Karras σ spacing on a training schedule."""
+    sigmas_train = np.sqrt((1 - alphas_cumprod) / alphas_cumprod)
+    sigma_min = float(sigmas_train[0])
+    sigma_max = min(float(sigmas_train[-1]), KARRAS_SIGMA_MAX)
+    ramp = np.linspace(0, 1, num_steps)
+    inv_rho = 1.0 / KARRAS_RHO
+    sigmas = (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** KARRAS_RHO
+    # σ_t increases with t: interpolate t as a function of log σ
+    timesteps = np.interp(np.log(sigmas), np.log(sigmas_train), np.arange(len(sigmas_train)))
+    return np.round(timesteps[::-1])
+
+
+def timestep_schedule(
+    schedule: ScheduleName,
+    num_steps: int,
+    num_train_timesteps: int,
+    alphas_cumprod: np.ndarray | None = None,
+) -> list[int]:
+    """Returns ``num_steps`` distinct timesteps, noisiest first.
+
+    ``alphas_cumprod`` (ᾱ_t of the training schedule) is needed for ``karras`` only.
+    """
+    T, N = num_train_timesteps, num_steps
+    if not 1 <= N <= T:
+        raise ValueError(f"num_steps must be between 1 and {T}; got {N}")
+    if schedule == "uniform":  # "trailing"
+        ascending = np.round(np.arange(T, 0, -T / N))[::-1] - 1
+    elif schedule == "leading":
+        ascending = np.arange(0, N) * (T // N)
+    elif schedule == "linspace":
+        ascending = np.round(np.linspace(0, T - 1, N))
+    elif schedule == "quadratic":
+        ascending = np.linspace(0, np.sqrt(0.8 * T), N) ** 2
+    elif schedule == "cosine":
+        i = np.arange(1, N + 1)
+        ascending = np.round(T * (1 - np.cos(np.pi * i / (2 * N))), 6) - 1
+    elif schedule == "karras":
+        if alphas_cumprod is None:
+            raise ValueError("the karras schedule needs the training alphas_cumprod")
+        ascending = karras_ascending(N, alphas_cumprod)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}")
+    ascending = np.clip(ascending, 0, T - 1)
+    return [int(t) for t in _strictly_increasing(ascending, T - 1)[::-1]]

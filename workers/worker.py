@@ -1,0 +1,285 @@
+"""The worker process: a state machine around the sampling engine.
+
+States: starting (loading the model) -> ready (idle) <-> busy (images in flight) -> stopping.
+The loop is four small methods: ``poll`` (admit jobs from the stream), ``drop_cancelled``,
+``tick`` (one batched denoising step for up to ``max_batch`` rows) and ``finish`` (encode,
+store the result, ACK, notify). A job is ACKed only after its result is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis
+import torch
+
+from app.contract import (
+    GeneratedImage,
+    JobError,
+    JobRecord,
+    JobResult,
+    Progress,
+    Timings,
+    WorkerHeartbeat,
+)
+from workers.images import png_base64, to_uint8
+from workers.job_store import StreamEntry, WorkerJobStore
+from workers.metrics import WorkerMetrics
+from workers.models.loading import LoadedModel
+from workers.sampling.engine import SamplingEngine, SamplingState, new_states, visited_timesteps
+from workers.settings import WorkerSettings
+
+log = logging.getLogger("workers.worker")
+
+WorkerState = Literal["starting", "ready", "busy", "stopping"]
+
+
+@dataclass(eq=False)
+class InFlightJob:
+    record: JobRecord
+    entry_id: str
+    states: list[SamplingState]
+    admitted_at: float = field(default_factory=time.time)
+    progress_written_at: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        return self.record.id
+
+    @property
+    def done(self) -> bool:
+        return all(s.done for s in self.states)
+
+    def progress(self) -> Progress:
+        return Progress(step=min(s.step_index for s in self.states), total=self.states[0].num_steps)
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, model: LoadedModel, client: redis.Redis,
+                 metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.model = model
+        self.store = WorkerJobStore(client, model.info.name, settings.worker_name, settings.job_ttl_s)
+        self.metrics = metrics
+        self.engine = SamplingEngine(model)
+        self.jobs: list[InFlightJob] = []
+        self.state: WorkerState = "starting"
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_stop(self) -> None:
+        """Stop claiming new jobs; in-flight jobs run to the end (``run`` then returns)."""
+        self._stop.set()
+
+    def run(self, burst: bool = False) -> None:
+        """The main loop; with ``burst`` it returns once the stream is drained and idle."""
+        self.store.ensure_group()
+        self.store.register_model(self.model.info)
+        self.metrics.model_load.set(self.model.load_seconds)
+        self.state = "ready"
+        self._beat()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        log.info("worker %s ready model=%s max_batch=%d", self.settings.worker_name,
+                 self.model.info.name, self.settings.max_batch)
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and not self.jobs:
+                break
+            try:
+                admitted = 0 if stopping else self.poll()
+                if burst and not admitted and not self.jobs:
+                    break
+                self.drop_cancelled()
+                self.tick()
+                self.finish()
+            except redis.RedisError as error:
+                log.warning("redis error: %s; retrying in 1 s", error)
+                time.sleep(1.0)
+        self.state = "stopping"
+        self._stop.set()
+        self.store.clear_heartbeat()
+        log.info("worker %s stopped", self.settings.worker_name)
+
+    # ------------------------------------------------------------------ the loop
+    def rows_in_flight(self) -> int:
+        return sum(s.rows for job in self.jobs for s in job.states if not s.done)
+
+    def poll(self) -> int:
+        """Admits new jobs while there is room: blocking when idle, non-blocking when busy."""
+        room = self.settings.max_batch - self.rows_in_flight()
+        if room <= 0:
+            return 0
+        block = self.settings.block_ms if not self.jobs else None
+        entries = self.store.read_new(count=max(1, room // 2), block_ms=block)
+        for entry in entries:
+            self.start(entry)
+        return len(entries)
+
+    def start(self, entry: StreamEntry) -> None:
+        if entry.job_id is None:
+            log.warning("entry %s has no job id; acknowledged and skipped", entry.entry_id)
+            self.store.ack(entry.entry_id)
+            return
+        record = self.store.start(entry.job_id)
+        if record is None:
+            log.info("job %s skipped: finished, cancelled or expired", entry.job_id)
+            self.store.ack(entry.entry_id)
+            return
+        self.store.publish(record.id)
+        try:
+            states = new_states(record.id, record.config, self.model)
+        except Exception as error:  # a config the engine cannot run must fail the job, not the worker
+            log.exception("job %s failed to start", record.id)
+            self._fail(record.id, entry.entry_id, error)
+            return
+        job = InFlightJob(record=record, entry_id=entry.entry_id, states=states)
+        self.jobs.append(job)
+        self.metrics.queue_wait.observe(max(0.0, job.admitted_at - record.created_at))
+        cfg = record.config
+        log.info("job %s started sampler=%s schedule=%s steps=%d images=%d guidance=%g attempt=%d",
+                 record.id, cfg.sampler, cfg.schedule, cfg.steps, cfg.num_images, cfg.guidance_scale,
+                 record.attempts)
+
+    def drop_cancelled(self) -> None:
+        if not self.jobs:
+            return
+        cancelled = self.store.cancel_requested([job.job_id for job in self.jobs])
+        for job in [j for j in self.jobs if j.job_id in cancelled]:
+            self.jobs.remove(job)
+            self.store.cancel(job.job_id, job.progress())
+            self.store.ack(job.entry_id)
+            self.metrics.jobs_finished.labels(status="cancelled").inc()
+            log.info("job %s cancelled at step %d", job.job_id, job.progress().step)
+
+    def tick(self) -> None:
+        """One batched step for the oldest states, up to ``max_batch`` rows."""
+        batch: list[SamplingState] = []
+        rows = 0
+        for job in self.jobs:
+            for state in job.states:
+                if state.done:
+                    continue
+                if batch and rows + state.rows > self.settings.max_batch:
+                    break
+                batch.append(state)
+                rows += state.rows
+        self.state = "busy" if batch else "ready"
+        self.metrics.busy.set(1 if batch else 0)
+        self.metrics.in_flight.set(sum(len(job.states) for job in self.jobs))
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            self.engine.step(batch)
+        except Exception as error:
+            log.exception("forward failed; failing the jobs in this batch")
+            failed_ids = {s.job_id for s in batch}
+            for job in [j for j in self.jobs if j.job_id in failed_ids]:
+                self.jobs.remove(job)
+                self._fail(job.job_id, job.entry_id, error)
+            return
+        self.metrics.step.observe(time.perf_counter() - started)
+        self.metrics.batch_rows.observe(self.engine.last_batch_rows)
+        self._write_progress()
+
+    def finish(self) -> None:
+        for job in [j for j in self.jobs if j.done]:
+            self.jobs.remove(job)
+            self._complete(job)
+
+    # ------------------------------------------------------------------ helpers
+    def _write_progress(self) -> None:
+        now = time.time()
+        due = {
+            job.job_id: job.progress()
+            for job in self.jobs
+            if not job.done and now - job.progress_written_at >= self.settings.progress_interval_s
+        }
+        if due:
+            self.store.write_progress(due)
+            for job in self.jobs:
+                if job.job_id in due:
+                    job.progress_written_at = now
+
+    def _complete(self, job: InFlightJob) -> None:
+        inference_done = time.time()
+        encode_started = time.perf_counter()
+        cfg = job.record.config
+        images = []
+        for state in job.states:
+            pixels = to_uint8(state.latent)
+            images.append(
+                GeneratedImage(
+                    index=state.index,
+                    seed=state.seed,
+                    class_label=cfg.class_label,
+                    width=pixels.shape[1],
+                    height=pixels.shape[0],
+                    png_base64=png_base64(pixels),
+                )
+            )
+        encode_s = time.perf_counter() - encode_started
+        finished = time.time()
+        step_times = [t for s in job.states for t in s.step_seconds]
+        inference_s = inference_done - job.admitted_at
+        timings = Timings(
+            queue_wait_ms=round(1000 * max(0.0, job.admitted_at - job.record.created_at), 3),
+            inference_ms=round(1000 * inference_s, 3),
+            step_ms_mean=round(1000 * sum(step_times) / max(1, len(step_times)), 3),
+            encode_ms=round(1000 * encode_s, 3),
+            total_ms=round(1000 * max(0.0, finished - job.record.created_at), 3),
+        )
+        config = cfg.model_copy(update={"timesteps": visited_timesteps(job.states[0].scheduler)})
+        result = JobResult(images=images, config=config, timings=timings, worker=self.settings.worker_name)
+        written = self.store.succeed(job.job_id, result, job.progress())
+        self.store.ack(job.entry_id)
+        self.metrics.inference.observe(inference_s)
+        self.metrics.encode.observe(encode_s)
+        self.metrics.total.observe(timings.total_ms / 1000)
+        self.metrics.jobs_finished.labels(status="succeeded").inc()
+        self.metrics.images.inc(len(images))
+        log.info("job %s succeeded images=%d inference_ms=%.1f total_ms=%.1f stored=%s",
+                 job.job_id, len(images), timings.inference_ms, timings.total_ms, written)
+
+    def _fail(self, job_id: str, entry_id: str, error: Exception) -> None:
+        self.store.fail(job_id, JobError(type=type(error).__name__, message=str(error)))
+        self.store.ack(entry_id)
+        self.metrics.jobs_finished.labels(status="failed").inc()
+
+    def _beat(self) -> None:
+        self.store.heartbeat(
+            WorkerHeartbeat(
+                worker=self.settings.worker_name,
+                model=self.model.info.name,
+                state=self.state,
+                in_flight=sum(len(job.states) for job in self.jobs),
+                at=time.time(),
+            ),
+            self.settings.heartbeat_ttl_s,
+        )
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self._beat()
+                self.store.register_model(self.model.info)
+            except redis.RedisError as error:
+                log.warning("heartbeat failed: %s", error)
+
+
+def resolve_device(settings: WorkerSettings) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype to run on; half precision is used only on CUDA."""
+    if settings.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(settings.device)
+    dtype = getattr(torch, settings.dtype)
+    if device.type == "cpu" and dtype != torch.float32:
+        log.info("dtype %s requested on CPU: using float32", settings.dtype)
+        dtype = torch.float32
+    return device, dtype
