@@ -84,8 +84,13 @@ SAMPLERS: dict[str, SamplerInfo] = {
             name="ddpm",
             scheduler_class="DDPMScheduler",
             noise="stochastic",
-            knobs=("variance_type", "variance_bound", "variance_scale", "clip_sample",
-                   "dynamic_thresholding"),
+            knobs=(
+                "variance_type",
+                "variance_bound",
+                "variance_scale",
+                "clip_sample",
+                "dynamic_thresholding",
+            ),
             schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
             summary="Ancestral sampling of Ho et al. (2020) on the visited timesteps; the "
             "injected variance is the posterior's (fixed_small) or β_t (fixed_large).",
@@ -94,8 +99,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
             name="ddim",
             scheduler_class="DDIMScheduler",
             noise="either",
-            knobs=("eta", "variance_bound", "variance_scale", "clip_sample",
-                   "dynamic_thresholding"),
+            knobs=("eta", "variance_bound", "variance_scale", "clip_sample", "dynamic_thresholding"),
             schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
             summary="Song et al. (2021), eq. 12: eta = 0 is the deterministic DDIM, eta = 1 "
             "injects the DDPM posterior variance.",
@@ -163,12 +167,30 @@ class GenerationRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"class_label": 7, "steps": 50, "sampler": "ddim", "seed": 1},
-                {"class_label": 3, "sampler": "ddpm", "steps": 100, "variance_type":
-                 "fixed_small", "variance_bound": 0.05, "seed": 42},
-                {"class_label": 2, "sampler": "ddim", "eta": 0.5, "variance_scale": 0.8,
-                 "schedule": "quadratic", "num_images": 4},
-                {"class_label": 5, "sampler": "dpmpp_2m", "schedule": "karras", "steps": 20,
-                 "guidance_scale": 2.5, "guidance_rescale": 0.3},
+                {
+                    "class_label": 3,
+                    "sampler": "ddpm",
+                    "steps": 100,
+                    "variance_type": "fixed_small",
+                    "variance_bound": 0.05,
+                    "seed": 42,
+                },
+                {
+                    "class_label": 2,
+                    "sampler": "ddim",
+                    "eta": 0.5,
+                    "variance_scale": 0.8,
+                    "schedule": "quadratic",
+                    "num_images": 4,
+                },
+                {
+                    "class_label": 5,
+                    "sampler": "dpmpp_2m",
+                    "schedule": "karras",
+                    "steps": 20,
+                    "guidance_scale": 2.5,
+                    "guidance_rescale": 0.3,
+                },
             ]
         },
     )
@@ -292,9 +314,7 @@ def hash_fields(**values: object) -> dict[str, str]:
 
 
 def record_from_hash(fields: Mapping[str | bytes, str | bytes]) -> JobRecord:
-    decoded = {
-        (k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in fields.items()
-    }
+    decoded = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in fields.items()}
     return JobRecord.model_validate(decoded)
 
 

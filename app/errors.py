@@ -42,5 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisError)
     async def _redis_error(_request: Request, error: RedisError) -> JSONResponse:
         return JSONResponse(
-            {"detail": f"queue unavailable: {type(error).__name__}"}, status_code=503, headers={"Retry-After": "1"}
+            {"detail": f"queue unavailable: {type(error).__name__}"},
+            status_code=503,
+            headers={"Retry-After": "1"},
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -39,16 +40,18 @@ class JobQueue:
         now = time.monotonic()
         if now - self._models_read_at > self.models_cache_s or not self._models:
             raw = await self.client.hgetall(MODELS_KEY)
-            self._models = {name: ModelInfo.model_validate_json(value) for name, value in raw.items()}
+            self._models = {str(name): ModelInfo.model_validate_json(value) for name, value in raw.items()}
             self._models_read_at = now
         return self._models
 
     async def submit(self, config: ResolvedConfig) -> JobRecord:
         """Stores the job record and appends its id to the model's stream, atomically."""
-        record = JobRecord(id=uuid.uuid4().hex, status="queued", model=config.model, config=config,
-                           created_at=time.time())
+        record = JobRecord(
+            id=uuid.uuid4().hex, status="queued", model=config.model, config=config, created_at=time.time()
+        )
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(job_key(record.id), mapping=record_to_hash(record))
+        fields: dict[Any, Any] = record_to_hash(record)
+        pipe.hset(job_key(record.id), mapping=fields)
         pipe.expire(job_key(record.id), self.job_ttl_s)
         pipe.xadd(jobs_stream_key(config.model), {"job": record.id})
         await pipe.execute()
@@ -59,13 +62,15 @@ class JobQueue:
         return record_from_hash(fields) if fields else None
 
     async def cancel(self, job_id: str) -> str:
-        """'cancelled', 'cancelling', 'missing', or the status the job had already reached."""
+        """'cancelled', 'cancelling', 'missing', or 'already <status>' for a finished job."""
         outcome = await self._cancel(
             keys=[job_key(job_id)], args=[str(self.job_ttl_s), json.dumps(time.time())]
         )
         if outcome == "cancelled":
             await self.client.publish(EVENTS_CHANNEL, job_id)
-        return str(json.loads(outcome) if outcome.startswith('"') else outcome)
+        if outcome.startswith("already:"):
+            return f"already {json.loads(outcome.removeprefix('already:'))}"
+        return str(outcome)
 
     async def queue_depth(self, model: str) -> int:
         """Entries not yet delivered to any worker plus those delivered but not acknowledged."""

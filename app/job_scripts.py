@@ -34,7 +34,8 @@ return attempts
 
 # KEYS[1] job hash. ARGV[1] ttl seconds, ARGV[2] finished_at (JSON).
 # A queued job is cancelled at once; a running one is flagged for its worker, which stops it
-# within one step. Returns 'cancelled', 'cancelling', 'missing' or the final status (JSON).
+# within one step. Returns 'cancelled', 'cancelling', 'missing', or 'already:' + the final
+# status (JSON) when the job had finished before.
 CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
@@ -49,5 +50,5 @@ if status == '"running"' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 'true')
   return 'cancelling'
 end
-return status
+return 'already:' .. status
 """

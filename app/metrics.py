@@ -14,21 +14,32 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "denoise_api_requests_total", "HTTP requests by route, method and status code",
-            ["route", "method", "code"], registry=r,
+            "denoise_api_requests_total",
+            "HTTP requests by route, method and status code",
+            ["route", "method", "code"],
+            registry=r,
         )
         self.duration = Histogram(
-            "denoise_api_request_duration_seconds", "HTTP request duration by route", ["route", "method"],
-            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            "denoise_api_request_duration_seconds",
+            "HTTP request duration by route",
+            ["route", "method"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.jobs_submitted = Counter(
             "denoise_api_jobs_submitted_total", "Jobs enqueued, by model", ["model"], registry=r
         )
         self.queue_depth = Gauge(
-            "denoise_api_queue_depth", "Jobs waiting or unacknowledged in a model's stream", ["model"], registry=r
+            "denoise_api_queue_depth",
+            "Jobs waiting or unacknowledged in a model's stream",
+            ["model"],
+            registry=r,
         )
         self.rejected = Counter(
-            "denoise_api_rejected_total", "Requests refused before enqueueing, by reason", ["reason"], registry=r
+            "denoise_api_rejected_total",
+            "Requests refused before enqueueing, by reason",
+            ["reason"],
+            registry=r,
         )
 
 

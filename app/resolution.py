@@ -65,7 +65,9 @@ def resolve_request(
 
     # 1. conditioning
     if request.prompt is not None and model.conditioning != "prompt":
-        raise RequestFieldError("prompt", f"model {name!r} takes no prompt (conditioning: {model.conditioning})")
+        raise RequestFieldError(
+            "prompt", f"model {name!r} takes no prompt (conditioning: {model.conditioning})"
+        )
     if request.class_label is not None:
         if model.conditioning != "class_label" or model.num_classes is None:
             raise RequestFieldError(
@@ -90,13 +92,15 @@ def resolve_request(
     schedule = request.schedule or sampler.default_schedule
     if schedule not in sampler.schedules:
         raise RequestFieldError(
-            "schedule", f"sampler {sampler.name!r} supports schedules {', '.join(sampler.schedules)}; got {schedule!r}"
+            "schedule",
+            f"sampler {sampler.name!r} supports schedules {', '.join(sampler.schedules)}; got {schedule!r}",
         )
     for knob in get_args(KnobName):
         if getattr(request, knob) is not None and knob not in sampler.knobs:
             raise RequestFieldError(
-                knob, f"{knob} is not honoured by sampler {sampler.name!r}; samplers that honour it: "
-                f"{_samplers_honouring(knob)}"
+                knob,
+                f"{knob} is not honoured by sampler {sampler.name!r}; samplers that honour it: "
+                f"{_samplers_honouring(knob)}",
             )
 
     # 4. noise: deterministic, eta, variance control
@@ -104,15 +108,17 @@ def resolve_request(
     if sampler.noise == "stochastic":
         if request.deterministic:
             raise RequestFieldError(
-                "deterministic", f"sampler {sampler.name!r} always injects noise; deterministic samplers: "
-                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "stochastic")
+                "deterministic",
+                f"sampler {sampler.name!r} always injects noise; deterministic samplers: "
+                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "stochastic"),
             )
         deterministic = False
     elif sampler.noise == "deterministic":
         if request.deterministic is False:
             raise RequestFieldError(
-                "deterministic", f"sampler {sampler.name!r} is deterministic only; stochastic samplers: "
-                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "deterministic")
+                "deterministic",
+                f"sampler {sampler.name!r} is deterministic only; stochastic samplers: "
+                + ", ".join(s.name for s in SAMPLERS.values() if s.noise != "deterministic"),
             )
         deterministic = True
     else:  # "either": DDIM's eta decides
@@ -120,17 +126,15 @@ def resolve_request(
             raise RequestFieldError("eta", f"eta must be 0 when deterministic is true; got {eta:g}")
         if request.deterministic is False and eta == 0:
             raise RequestFieldError("eta", "eta must be above 0 (up to 1) when deterministic is false")
-        if request.deterministic is None:
-            deterministic = not eta
-        else:
-            deterministic = request.deterministic
+        deterministic = not eta if request.deterministic is None else request.deterministic
         eta = 0.0 if deterministic else (eta if eta is not None else 1.0)
     if deterministic:
         for knob in ("variance_bound", "variance_scale"):
             if getattr(request, knob) is not None:
                 raise RequestFieldError(
-                    knob, f"{knob} has no effect when no noise is injected (deterministic sampling); "
-                    "use a stochastic setting (ddim with eta > 0, ddpm)"
+                    knob,
+                    f"{knob} has no effect when no noise is injected (deterministic sampling); "
+                    "use a stochastic setting (ddim with eta > 0, ddpm)",
                 )
     honours_variance = "variance_scale" in sampler.knobs and not deterministic
     variance_type = (request.variance_type or "fixed_small") if "variance_type" in sampler.knobs else None
@@ -149,14 +153,17 @@ def resolve_request(
     if not conditioned:
         if request.guidance_scale is not None and request.guidance_scale != 1.0:
             raise RequestFieldError(
-                "guidance_scale", "guidance needs a condition: send class_label (or prompt), or guidance_scale 1"
+                "guidance_scale",
+                "guidance needs a condition: send class_label (or prompt), or guidance_scale 1",
             )
         guidance_scale = 1.0
     else:
         guidance_scale = (
             request.guidance_scale if request.guidance_scale is not None else model.default_guidance_scale
         )
-        _check_range("guidance_scale", guidance_scale, 0.0, limits.max_guidance_scale, " (this deployment's limit)")
+        _check_range(
+            "guidance_scale", guidance_scale, 0.0, limits.max_guidance_scale, " (this deployment's limit)"
+        )
     guidance_rescale = request.guidance_rescale or 0.0
     if guidance_rescale > 0 and guidance_scale == 1.0:
         raise RequestFieldError("guidance_rescale", "guidance_rescale has no effect when guidance_scale is 1")

@@ -69,8 +69,9 @@ def main() -> int:
 
     worker = _spawn("workers", env)
     api = _spawn("app", env)
-    log.info("API on http://127.0.0.1:%s (docs at /docs); Ctrl-C stops everything",
-             env.get("DENOISE_PORT", "8000"))
+    log.info(
+        "API on http://127.0.0.1:%s (docs at /docs); Ctrl-C stops everything", env.get("DENOISE_PORT", "8000")
+    )
     restarts = 0
     try:
         while not stopping:
@@ -78,7 +79,9 @@ def main() -> int:
             if worker.poll() is not None and not stopping:
                 restarts += 1
                 backoff = min(30.0, 0.5 * 2 ** min(restarts, 6))
-                log.warning("worker exited with %s; restart %d in %.1f s", worker.returncode, restarts, backoff)
+                log.warning(
+                    "worker exited with %s; restart %d in %.1f s", worker.returncode, restarts, backoff
+                )
                 time.sleep(backoff)
                 worker = _spawn("workers", env)
             if api.poll() is not None:

@@ -40,7 +40,9 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process on 127.0.0.1 with its data in a private directory."""
 
-    def __init__(self, port: int | None = None, appendonly: bool = True, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, appendonly: bool = True, data_dir: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
         self._own_dir = data_dir is None
@@ -53,16 +55,29 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         args = [
-            find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir), "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--maxmemory-policy", "noeviction", "--loglevel", "warning",
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--loglevel",
+            "warning",
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+                error = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"redis-server exited: {error}")
             try:
                 client.ping()
                 client.close()

@@ -61,15 +61,27 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def worker_process(redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+def worker_process(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory
+) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
     metrics_port = free_port()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = service_env(redis_server.url, DENOISE_METRICS_PORT=str(metrics_port), DENOISE_WORKER_NAME="test-worker",
-                      DENOISE_PROGRESS_INTERVAL_S="0")
+    env = service_env(
+        redis_server.url,
+        DENOISE_METRICS_PORT=str(metrics_port),
+        DENOISE_WORKER_NAME="test-worker",
+        DENOISE_PROGRESS_INTERVAL_S="0",
+    )
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log
+        )
         _wait_until(lambda: redis_client.exists("denoise:worker:test-worker"), 60, "worker", process)
-        yield {"metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "log": str(log_path), "name": "test-worker"}
+        yield {
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
+            "log": str(log_path),
+            "name": "test-worker",
+        }
         process.terminate()
         process.wait(timeout=60)
 

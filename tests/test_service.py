@@ -53,7 +53,9 @@ def test_sync_generation_returns_a_reproducible_png_with_timings(client: httpx.C
 
 
 def test_num_images_use_consecutive_seeds(client: httpx.Client) -> None:
-    batch = client.post("/v1/generations", json={"class_label": 3, "steps": 8, "seed": 40, "num_images": 3}).json()
+    batch = client.post(
+        "/v1/generations", json={"class_label": 3, "steps": 8, "seed": 40, "num_images": 3}
+    ).json()
     single = client.post("/v1/generations", json={"class_label": 3, "steps": 8, "seed": 42}).json()
     assert [i["seed"] for i in batch["images"]] == [40, 41, 42]
     assert batch["images"][2]["png_base64"] == single["images"][0]["png_base64"]
@@ -68,7 +70,8 @@ def test_seed_is_assigned_and_returned(client: httpx.Client) -> None:
 
 def test_async_generation_answers_202_and_the_job_url_serves_the_result(client: httpx.Client) -> None:
     response = client.post(
-        "/v1/generations", json={"class_label": 2, "steps": 20, "sampler": "dpmpp_2m", "schedule": "karras"},
+        "/v1/generations",
+        json={"class_label": 2, "steps": 20, "sampler": "dpmpp_2m", "schedule": "karras"},
         headers={"Prefer": "respond-async"},
     )
     assert response.status_code == 202
@@ -95,8 +98,9 @@ def test_cancel_a_queued_and_a_running_job(client: httpx.Client, redis_client: r
     # 16 guided images = 32 rows fill the worker's default max_batch, so the next job waits
     long_job = {"class_label": 8, "steps": 1000, "num_images": 16, "guidance_scale": 2.0}
     running = client.post("/v1/generations", json=long_job, headers={"Prefer": "respond-async"}).json()["id"]
-    queued = client.post("/v1/generations", json={"class_label": 1, "steps": 5},
-                         headers={"Prefer": "respond-async"}).json()["id"]
+    queued = client.post(
+        "/v1/generations", json={"class_label": 1, "steps": 5}, headers={"Prefer": "respond-async"}
+    ).json()["id"]
     poll(client, running, {"running"})
 
     cancelled = client.delete(f"/v1/jobs/{queued}")
@@ -149,7 +153,9 @@ def test_bad_input_is_a_422_naming_the_field_and_nothing_is_enqueued(
 
 def test_malformed_json_is_a_422(client: httpx.Client, redis_client: redis.Redis) -> None:
     before = redis_client.xlen(STREAM)
-    response = client.post("/v1/generations", content=b'{"steps": 5,', headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/generations", content=b'{"steps": 5,', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
     assert redis_client.xlen(STREAM) == before
@@ -187,14 +193,22 @@ def test_health_and_readiness(client: httpx.Client) -> None:
     assert ready.status_code == 200 and ready.json()["workers"][0]["model"] == "mnist-unet"
 
 
-def test_both_processes_export_prometheus_histograms(client: httpx.Client, worker_process: dict[str, str]) -> None:
+def test_both_processes_export_prometheus_histograms(
+    client: httpx.Client, worker_process: dict[str, str]
+) -> None:
     client.post("/v1/generations", json={"class_label": 0, "steps": 3})
     api = client.get("/metrics").text
     assert 'denoise_api_requests_total{code="200",method="POST",route="/v1/generations"}' in api
     assert "denoise_api_request_duration_seconds_bucket" in api
     assert 'denoise_api_queue_depth{model="mnist-unet"}' in api
     worker = httpx.get(worker_process["metrics_url"]).text
-    for name in ("queue_wait_seconds", "inference_seconds", "step_seconds", "encode_seconds",
-                 "job_total_seconds", "batch_rows"):
+    for name in (
+        "queue_wait_seconds",
+        "inference_seconds",
+        "step_seconds",
+        "encode_seconds",
+        "job_total_seconds",
+        "batch_rows",
+    ):
         assert f"denoise_worker_{name}_bucket" in worker, name
     assert 'denoise_worker_jobs_finished_total{status="succeeded"}' in worker

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -57,7 +58,7 @@ class WorkerJobStore:
 
     def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
         """New entries for this consumer; blocks up to ``block_ms`` (None: do not block)."""
-        response = self.client.xreadgroup(
+        response: Any = self.client.xreadgroup(
             CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms
         )
         entries = []
@@ -90,7 +91,8 @@ class WorkerJobStore:
     def write_progress(self, progress: dict[str, Progress]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for job_id, value in progress.items():
-            pipe.hset(job_key(job_id), mapping=hash_fields(progress=value.model_dump()))
+            fields: dict[Any, Any] = hash_fields(progress=value.model_dump())
+            pipe.hset(job_key(job_id), mapping=fields)
         pipe.execute()
 
     def _finish_with(self, job_id: str, **values: object) -> bool:

@@ -13,25 +13,36 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.queue_wait = Histogram(
-            "denoise_worker_queue_wait_seconds", "Enqueue to start of sampling", registry=r, buckets=_MS_BUCKETS
+            "denoise_worker_queue_wait_seconds",
+            "Enqueue to start of sampling",
+            registry=r,
+            buckets=_MS_BUCKETS,
         )
         self.inference = Histogram(
-            "denoise_worker_inference_seconds", "Reverse process of a job (all steps)", registry=r,
+            "denoise_worker_inference_seconds",
+            "Reverse process of a job (all steps)",
+            registry=r,
             buckets=_MS_BUCKETS,
         )
         self.step = Histogram(
-            "denoise_worker_step_seconds", "One batched denoising step (forward + scheduler steps)",
-            registry=r, buckets=_STEP_BUCKETS,
+            "denoise_worker_step_seconds",
+            "One batched denoising step (forward + scheduler steps)",
+            registry=r,
+            buckets=_STEP_BUCKETS,
         )
         self.encode = Histogram(
-            "denoise_worker_encode_seconds", "Decoding and PNG encoding of a job", registry=r,
+            "denoise_worker_encode_seconds",
+            "Decoding and PNG encoding of a job",
+            registry=r,
             buckets=_STEP_BUCKETS,
         )
         self.total = Histogram(
             "denoise_worker_job_total_seconds", "Enqueue to stored result", registry=r, buckets=_MS_BUCKETS
         )
         self.batch_rows = Histogram(
-            "denoise_worker_batch_rows", "Rows per model forward", registry=r,
+            "denoise_worker_batch_rows",
+            "Rows per model forward",
+            registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
         self.jobs_finished = Counter(

@@ -59,8 +59,9 @@ class InFlightJob:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, model: LoadedModel, client: redis.Redis,
-                 metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, settings: WorkerSettings, model: LoadedModel, client: redis.Redis, metrics: WorkerMetrics
+    ) -> None:
         self.settings = settings
         self.model = model
         self.store = WorkerJobStore(client, model.info.name, settings.worker_name, settings.job_ttl_s)
@@ -84,8 +85,12 @@ class Worker:
         self._beat()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
-        log.info("worker %s ready model=%s max_batch=%d", self.settings.worker_name,
-                 self.model.info.name, self.settings.max_batch)
+        log.info(
+            "worker %s ready model=%s max_batch=%d",
+            self.settings.worker_name,
+            self.model.info.name,
+            self.settings.max_batch,
+        )
         while True:
             stopping = self._stop.is_set()
             if stopping and not self.jobs:
@@ -141,9 +146,16 @@ class Worker:
         self.jobs.append(job)
         self.metrics.queue_wait.observe(max(0.0, job.admitted_at - record.created_at))
         cfg = record.config
-        log.info("job %s started sampler=%s schedule=%s steps=%d images=%d guidance=%g attempt=%d",
-                 record.id, cfg.sampler, cfg.schedule, cfg.steps, cfg.num_images, cfg.guidance_scale,
-                 record.attempts)
+        log.info(
+            "job %s started sampler=%s schedule=%s steps=%d images=%d guidance=%g attempt=%d",
+            record.id,
+            cfg.sampler,
+            cfg.schedule,
+            cfg.steps,
+            cfg.num_images,
+            cfg.guidance_scale,
+            record.attempts,
+        )
 
     def drop_cancelled(self) -> None:
         if not self.jobs:
@@ -243,8 +255,14 @@ class Worker:
         self.metrics.total.observe(timings.total_ms / 1000)
         self.metrics.jobs_finished.labels(status="succeeded").inc()
         self.metrics.images.inc(len(images))
-        log.info("job %s succeeded images=%d inference_ms=%.1f total_ms=%.1f stored=%s",
-                 job.job_id, len(images), timings.inference_ms, timings.total_ms, written)
+        log.info(
+            "job %s succeeded images=%d inference_ms=%.1f total_ms=%.1f stored=%s",
+            job.job_id,
+            len(images),
+            timings.inference_ms,
+            timings.total_ms,
+            written,
+        )
 
     def _fail(self, job_id: str, entry_id: str, error: Exception) -> None:
         self.store.fail(job_id, JobError(type=type(error).__name__, message=str(error)))

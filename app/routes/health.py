@@ -32,8 +32,11 @@ async def readyz(queue: QueueDep, settings: SettingsDep) -> JSONResponse:
     fresh = [b for b in beats if now - b.at <= settings.heartbeat_stale_s]
     if not fresh:
         return JSONResponse(
-            {"status": "not ready", "reason": "no worker heartbeat in the last "
-             f"{settings.heartbeat_stale_s:g} s"}, status_code=503,
+            {
+                "status": "not ready",
+                "reason": f"no worker heartbeat in the last {settings.heartbeat_stale_s:g} s",
+            },
+            status_code=503,
         )
     return JSONResponse({"status": "ready", "workers": [b.model_dump() for b in fresh]})
 

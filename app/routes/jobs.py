@@ -47,4 +47,4 @@ async def cancel_job(job_id: JobIdPath, queue: QueueDep) -> JSONResponse:
         return JSONResponse(view, status_code=200)
     if outcome == "cancelling":
         return JSONResponse(view, status_code=202)
-    return JSONResponse({"detail": f"job {job_id} already {outcome}; nothing to cancel"}, status_code=409)
+    return JSONResponse({"detail": f"job {job_id} {outcome}; nothing to cancel"}, status_code=409)

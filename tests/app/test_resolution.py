@@ -8,8 +8,14 @@ from app.contract import SAMPLERS, GenerationRequest, ModelInfo
 from app.resolution import Limits, RequestFieldError, resolve_request
 
 DIGITS = ModelInfo(
-    name="digits", conditioning="class_label", num_classes=10, image_size=28, channels=1,
-    default_guidance_scale=2.0, training_noise_schedule="squaredcos_cap_v2", num_train_timesteps=1000,
+    name="digits",
+    conditioning="class_label",
+    num_classes=10,
+    image_size=28,
+    channels=1,
+    default_guidance_scale=2.0,
+    training_noise_schedule="squaredcos_cap_v2",
+    num_train_timesteps=1000,
     prediction_type="epsilon",
 )
 UNCONDITIONAL = DIGITS.model_copy(update={"name": "plain", "conditioning": "none", "num_classes": None})
@@ -83,7 +89,9 @@ def test_ddpm_defaults_to_fixed_small() -> None:
         ({"seed": 2**63 - 1, "num_images": 2}, "seed", "seed + i"),
     ],
 )
-def test_refusals_name_the_field_and_the_allowed_values(fields: dict[str, object], field: str, says: str) -> None:
+def test_refusals_name_the_field_and_the_allowed_values(
+    fields: dict[str, object], field: str, says: str
+) -> None:
     error = refused(**fields)
     assert error.field == field
     assert says in error.message

@@ -68,7 +68,9 @@ def test_variance_bound_caps_the_injected_standard_deviation(bundled_model, conf
     for sampler in ("ddim", "ddpm"):
         extra = {"eta": 1.0} if sampler == "ddim" else {}
         free = generate(bundled_model, config_for(sampler=sampler, **extra))[0].scheduler
-        bounded = generate(bundled_model, config_for(sampler=sampler, variance_bound=0.05, **extra))[0].scheduler
+        bounded = generate(bundled_model, config_for(sampler=sampler, variance_bound=0.05, **extra))[
+            0
+        ].scheduler
         assert max(free.injected_noise_std) > 0.05
         assert max(bounded.injected_noise_std) <= 0.05 + 1e-7
         assert all(
@@ -90,7 +92,8 @@ def test_ddpm_variance_types(bundled_model, config_for) -> None:  # type: ignore
     small = generate(bundled_model, config_for(sampler="ddpm", variance_type="fixed_small"))[0]
     large = generate(bundled_model, config_for(sampler="ddpm", variance_type="fixed_large"))[0]
     assert all(
-        s < l for s, l in zip(small.scheduler.injected_noise_std, large.scheduler.injected_noise_std, strict=True)
+        a < b
+        for a, b in zip(small.scheduler.injected_noise_std, large.scheduler.injected_noise_std, strict=True)
     )
     assert not torch.equal(small.latent, large.latent)
 
@@ -116,7 +119,9 @@ def test_clipping_and_thresholding_bound_the_prediction(bundled_model, config_fo
     ("sampler", "schedule"),
     [(s.name, schedule) for s in SAMPLERS.values() for schedule in s.schedules],
 )
-def test_every_sampler_and_schedule_runs_the_requested_steps(bundled_model, config_for, sampler, schedule) -> None:  # type: ignore[no-untyped-def]
+def test_every_sampler_and_schedule_runs_the_requested_steps(
+    bundled_model, config_for, sampler, schedule
+) -> None:  # type: ignore[no-untyped-def]
     config = config_for(sampler=sampler, schedule=schedule, steps=5)
     state = generate(bundled_model, config)[0]
     assert len(state.scheduler.timesteps) == 5 and state.step_index == 5

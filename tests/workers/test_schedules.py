@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from diffusers import DDPMScheduler
 
@@ -24,8 +26,8 @@ def test_golden_ten_step_schedules() -> None:
 def test_schedules_are_distinct_descending_and_in_range(schedule: str, steps: int) -> None:
     timesteps = timestep_schedule(schedule, steps, 1000, ALPHAS)  # type: ignore[arg-type]
     assert len(timesteps) == steps
-    assert all(a > b for a, b in zip(timesteps, timesteps[1:], strict=False))
-    assert 0 <= timesteps[-1] and timesteps[0] <= 999
+    assert all(a > b for a, b in itertools.pairwise(timesteps))
+    assert timesteps[-1] >= 0 and timesteps[0] <= 999
 
 
 def test_low_noise_schedules_spend_more_steps_near_zero() -> None:

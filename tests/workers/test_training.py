@@ -17,7 +17,9 @@ from workers.training.train import TrainConfig, train
 
 
 def test_train_resume_export_and_serve(tmp_path: Path) -> None:
-    cfg = TrainConfig(run_dir=str(tmp_path / "run"), steps=2, batch_size=4, checkpoint_every=1, warmup_steps=1)
+    cfg = TrainConfig(
+        run_dir=str(tmp_path / "run"), steps=2, batch_size=4, checkpoint_every=1, warmup_steps=1
+    )
     _ema, state = train(cfg)
     assert state.step == 2 and (tmp_path / "run" / "checkpoint.pt").exists()
 
@@ -31,10 +33,25 @@ def test_train_resume_export_and_serve(tmp_path: Path) -> None:
     model = load_model(RegistryEntry("tiny", out, ""), torch.device("cpu"), torch.float32)
     assert model.info.default_guidance_scale == 1.5 and model.info.prediction_type == "v_prediction"
     config = ResolvedConfig(
-        model="tiny", class_label=3, prompt=None, num_images=1, seed=0, steps=2, sampler="ddim",
-        schedule="uniform", deterministic=True, eta=0.0, variance_bound=None, variance_scale=None,
-        variance_type=None, clip_sample=False, dynamic_thresholding=False, dynamic_thresholding_ratio=None,
-        guidance_scale=1.5, guidance_rescale=0.0, image_size=28,
+        model="tiny",
+        class_label=3,
+        prompt=None,
+        num_images=1,
+        seed=0,
+        steps=2,
+        sampler="ddim",
+        schedule="uniform",
+        deterministic=True,
+        eta=0.0,
+        variance_bound=None,
+        variance_scale=None,
+        variance_type=None,
+        clip_sample=False,
+        dynamic_thresholding=False,
+        dynamic_thresholding_ratio=None,
+        guidance_scale=1.5,
+        guidance_rescale=0.0,
+        image_size=28,
     )
     assert torch.isfinite(generate(model, config)[0].latent).all()
 

@@ -52,8 +52,12 @@ def sample_digits(
     num_classes = model.info.num_classes or 0
     for label in range(num_classes):
         request = GenerationRequest(
-            class_label=label, steps=steps, sampler=sampler, guidance_scale=guidance,  # type: ignore[arg-type]
-            seed=seed + label * 1000, num_images=min(per_class, LIMITS.max_images),
+            class_label=label,
+            steps=steps,
+            sampler=sampler,
+            guidance_scale=guidance,  # type: ignore[arg-type]
+            seed=seed + label * 1000,
+            num_images=min(per_class, LIMITS.max_images),
         )
         remaining = per_class
         offset = 0
@@ -72,7 +76,11 @@ def sample_digits(
 
 
 def evaluate(
-    model: LoadedModel, guidances: list[float], per_class: int, steps: int = 50, sampler: str = "ddim",
+    model: LoadedModel,
+    guidances: list[float],
+    per_class: int,
+    steps: int = 50,
+    sampler: str = "ddim",
     seed: int = 12345,
 ) -> dict[str, object]:
     classifier, held_out = fit_digit_classifier()
@@ -82,15 +90,17 @@ def evaluate(
         pixels, asked = sample_digits(model, guidance, per_class, steps, sampler, seed)
         predicted = classifier.predict(pixels.reshape(len(pixels), -1) / 255.0)
         per_class_acc = [float(np.mean(predicted[asked == c] == c)) for c in range(int(asked.max()) + 1)]
-        rows.append({
-            "guidance_scale": guidance,
-            "accuracy": float(np.mean(predicted == asked)),
-            "worst_class": int(np.argmin(per_class_acc)),
-            "worst_class_accuracy": min(per_class_acc),
-            "per_class_accuracy": per_class_acc,
-            "images": len(asked),
-            "seconds": round(time.perf_counter() - started, 1),
-        })
+        rows.append(
+            {
+                "guidance_scale": guidance,
+                "accuracy": float(np.mean(predicted == asked)),
+                "worst_class": int(np.argmin(per_class_acc)),
+                "worst_class_accuracy": min(per_class_acc),
+                "per_class_accuracy": per_class_acc,
+                "images": len(asked),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
     return {
         "model": model.info.name,
         "sampler": sampler,
@@ -119,8 +129,11 @@ def markdown_table(report: dict[str, object]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workers.evaluation.class_accuracy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.evaluation.class_accuracy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="mnist-unet", help="registry name (ignored with --model-dir)")
     parser.add_argument("--model-dir", type=Path, help="evaluate a model directory directly")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0, 4.0])

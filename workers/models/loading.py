@@ -28,7 +28,9 @@ class LoadedModel:
     load_seconds: float
 
 
-def read_model_info(name: str, path: Path, description: str = "") -> tuple[ModelInfo, dict[str, Any], int | None]:
+def read_model_info(
+    name: str, path: Path, description: str = ""
+) -> tuple[ModelInfo, dict[str, Any], int | None]:
     """ModelInfo, the training scheduler config and the null class, without loading weights."""
     metadata = json.loads((path / MODEL_METADATA_FILE).read_text())
     scheduler_config = dict(DDPMScheduler.load_config(path / "scheduler"))

@@ -43,5 +43,7 @@ def load_registry(registry_file: Path = BUNDLED_REGISTRY) -> dict[str, RegistryE
 def lookup(name: str, registry_file: Path = BUNDLED_REGISTRY) -> RegistryEntry:
     entries = load_registry(registry_file)
     if name not in entries:
-        raise UnknownModelError(f"model {name!r} is not in {registry_file}; known: {', '.join(sorted(entries))}")
+        raise UnknownModelError(
+            f"model {name!r} is not in {registry_file}; known: {', '.join(sorted(entries))}"
+        )
     return entries[name]

@@ -147,7 +147,10 @@ class SamplingEngine:
             eps = eps_all[row : row + 1]
             if state.guided:
                 eps = combine_guidance(
-                    eps, eps_all[row + 1 : row + 2], state.config.guidance_scale, state.config.guidance_rescale
+                    eps,
+                    eps_all[row + 1 : row + 2],
+                    state.config.guidance_scale,
+                    state.config.guidance_rescale,
                 )
             row += state.rows
             # deterministic steps never touch the generator (UniPC's step does not even take one)

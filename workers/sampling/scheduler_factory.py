@@ -78,4 +78,3 @@ def build_scheduler(config: ResolvedConfig, training_scheduler_config: dict[str,
     else:
         scheduler.set_timesteps(timesteps=visited())
     return scheduler
-

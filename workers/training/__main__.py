@@ -24,23 +24,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (default 5000)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--label-dropout", type=float, default=0.2,
-                        help="probability that a label is replaced by the null class")
-    parser.add_argument("--beta-schedule", choices=["squaredcos_cap_v2", "linear"],
-                        default="squaredcos_cap_v2", help="training noise schedule")
-    parser.add_argument("--prediction-type", choices=["v_prediction", "epsilon"], default="v_prediction",
-                        help="what the network predicts (v is well conditioned at every noise level)")
-    parser.add_argument("--loss", choices=["mse", "fourier"], default="mse",
-                        help="mse, or the Fourier-weighted loss of workers.training.losses")
+    parser.add_argument(
+        "--label-dropout",
+        type=float,
+        default=0.2,
+        help="probability that a label is replaced by the null class",
+    )
+    parser.add_argument(
+        "--beta-schedule",
+        choices=["squaredcos_cap_v2", "linear"],
+        default="squaredcos_cap_v2",
+        help="training noise schedule",
+    )
+    parser.add_argument(
+        "--prediction-type",
+        choices=["v_prediction", "epsilon"],
+        default="v_prediction",
+        help="what the network predicts (v is well conditioned at every noise level)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=["mse", "fourier"],
+        default="mse",
+        help="mse, or the Fourier-weighted loss of workers.training.losses",
+    )
     parser.add_argument("--fourier-alpha", type=float, default=4.0)
     parser.add_argument("--fourier-power", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    parser.add_argument("--default-guidance", type=float, default=1.0,
-                        help="default guidance scale written into the exported model")
-    parser.add_argument("--export-only", action="store_true",
-                        help="export the latest checkpoint of --run-dir without training")
+    parser.add_argument(
+        "--default-guidance",
+        type=float,
+        default=1.0,
+        help="default guidance scale written into the exported model",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the latest checkpoint of --run-dir without training",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,11 +76,19 @@ def main(argv: list[str] | None = None) -> None:
         export_checkpoint(Path(args.run_dir), args.out, args.default_guidance)
         return
     cfg = TrainConfig(
-        run_dir=args.run_dir, steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.lr, label_dropout=args.label_dropout,
-        beta_schedule=args.beta_schedule, prediction_type=args.prediction_type, loss=args.loss, fourier_alpha=args.fourier_alpha,
-        fourier_power=args.fourier_power, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, threads=args.threads,
+        run_dir=args.run_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        label_dropout=args.label_dropout,
+        beta_schedule=args.beta_schedule,
+        prediction_type=args.prediction_type,
+        loss=args.loss,
+        fourier_alpha=args.fourier_alpha,
+        fourier_power=args.fourier_power,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        threads=args.threads,
     )
     ema, state = train(cfg)
     if args.out is not None:

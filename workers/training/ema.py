@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +17,8 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, max_decay: float = 0.999) -> None:
-        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+        # Any: the shadow keeps the concrete model type (e.g. UNet2DModel.save_pretrained)
+        self.shadow: Any = copy.deepcopy(model).eval().requires_grad_(False)
         self.max_decay = max_decay
         self.num_updates = 0
 

@@ -1,8 +1,8 @@
 """Writes a trained model in the layout the worker loads (diffusers ``save_pretrained``).
 
-    <out>/unet/                 config.json + diffusion_pytorch_model.safetensors (EMA weights)
-    <out>/scheduler/            scheduler_config.json: the training noise schedule
-    <out>/denoise_model.json    what the service needs to know: conditioning, classes, defaults
+<out>/unet/                 config.json + diffusion_pytorch_model.safetensors (EMA weights)
+<out>/scheduler/            scheduler_config.json: the training noise schedule
+<out>/denoise_model.json    what the service needs to know: conditioning, classes, defaults
 """
 
 from __future__ import annotations

@@ -164,8 +164,12 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
             rate = state.wall_seconds / state.step
             log.info(
                 "step %d/%d loss %.4f lr %.2e %.2f s/step eta %.0f min",
-                state.step, cfg.steps, state.loss_ema, learning_rate_at(state.step, cfg),
-                rate, rate * (cfg.steps - state.step) / 60,
+                state.step,
+                cfg.steps,
+                state.loss_ema,
+                learning_rate_at(state.step, cfg),
+                rate,
+                rate * (cfg.steps - state.step) / 60,
             )
         if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
             _save_checkpoint(cfg, state, model, ema, optimizer, rng)
