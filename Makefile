@@ -26,7 +26,8 @@ test-slow: $(STAMP)  ## model-quality evaluation and other long tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app workers devstack
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app workers devstack bench
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

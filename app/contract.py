@@ -164,35 +164,7 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"class_label": 7, "steps": 50, "sampler": "ddim", "seed": 1},
-                {
-                    "class_label": 3,
-                    "sampler": "ddpm",
-                    "steps": 100,
-                    "variance_type": "fixed_small",
-                    "variance_bound": 0.05,
-                    "seed": 42,
-                },
-                {
-                    "class_label": 2,
-                    "sampler": "ddim",
-                    "eta": 0.5,
-                    "variance_scale": 0.8,
-                    "schedule": "quadratic",
-                    "num_images": 4,
-                },
-                {
-                    "class_label": 5,
-                    "sampler": "dpmpp_2m",
-                    "schedule": "karras",
-                    "steps": 20,
-                    "guidance_scale": 2.5,
-                    "guidance_rescale": 0.3,
-                },
-            ]
-        },
+        json_schema_extra={"examples": [{"class_label": 7, "steps": 50, "sampler": "ddim", "seed": 1}]},
     )
 
     model: str | None = Field(None, max_length=64, description="registry name; default model if absent")

@@ -37,7 +37,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def summarise(name: str, clients: int, latencies: list[float], wall_s: float, images: int) -> dict[str, object]:
+def summarise(
+    name: str, clients: int, latencies: list[float], wall_s: float, images: int
+) -> dict[str, object]:
     return {
         "setting": name,
         "clients": clients,
@@ -65,8 +67,12 @@ def run_direct(requests: int, threads: int) -> dict[str, object]:
     started_all = time.perf_counter()
     for i in range(requests):
         started = time.perf_counter()
-        config = resolve_request(GenerationRequest(**REQUEST, seed=i), {model.info.name: model.info},  # type: ignore[arg-type]
-                                 model.info.name, limits)
+        config = resolve_request(
+            GenerationRequest(**REQUEST, seed=i),
+            {model.info.name: model.info},  # type: ignore[arg-type]
+            model.info.name,
+            limits,
+        )
         for state in generate(model, config):
             png_base64(to_uint8(state.latent))
         latencies.append(time.perf_counter() - started)
@@ -84,15 +90,22 @@ def run_service(url: str, requests: int, clients: int) -> dict[str, object]:
     started_all = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         latencies = list(pool.map(one, range(requests)))
-    return summarise("service (HTTP + Redis + worker)", clients, latencies, time.perf_counter() - started_all,
-                     requests)
+    return summarise(
+        "service (HTTP + Redis + worker)", clients, latencies, time.perf_counter() - started_all, requests
+    )
 
 
 def start_stack(threads: int) -> tuple[RedisServer, list[subprocess.Popen[bytes]], str]:
     server = RedisServer(appendonly=False).start()
     port = free_port()
-    env = dict(os.environ, DENOISE_REDIS_URL=server.url, DENOISE_PORT=str(port),
-               DENOISE_METRICS_PORT=str(free_port()), DENOISE_TORCH_THREADS=str(threads), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        DENOISE_REDIS_URL=server.url,
+        DENOISE_PORT=str(port),
+        DENOISE_METRICS_PORT=str(free_port()),
+        DENOISE_TORCH_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+    )
     quiet = subprocess.DEVNULL
     processes = [
         subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=quiet, stderr=quiet),
@@ -111,8 +124,11 @@ def start_stack(threads: int) -> tuple[RedisServer, list[subprocess.Popen[bytes]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads, in-process and in the worker")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency.json")
@@ -140,8 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| setting | clients | requests | p50 ms | p95 ms | images/s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
-        print(f"| {row['setting']} | {row['clients']} | {row['requests']} | {row['p50_ms']} | {row['p95_ms']} "
-              f"| {row['images_per_s']} |")
+        print(
+            f"| {row['setting']} | {row['clients']} | {row['requests']} | {row['p50_ms']} | {row['p95_ms']} "
+            f"| {row['images_per_s']} |"
+        )
     print(f"\nservice p50 at 1 client / direct p50: {report['latency_ratio_1_client']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

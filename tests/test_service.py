@@ -212,3 +212,27 @@ def test_both_processes_export_prometheus_histograms(
     ):
         assert f"denoise_worker_{name}_bucket" in worker, name
     assert 'denoise_worker_jobs_finished_total{status="succeeded"}' in worker
+
+
+def test_openapi_has_an_example_for_each_knob(client: httpx.Client) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/generations"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    exercised = {field for example in examples.values() for field in example["value"]}
+    knobs = {
+        "steps",
+        "schedule",
+        "sampler",
+        "deterministic",
+        "eta",
+        "variance_bound",
+        "variance_scale",
+        "variance_type",
+        "clip_sample",
+        "dynamic_thresholding",
+        "guidance_scale",
+        "guidance_rescale",
+        "num_images",
+        "seed",
+        "class_label",
+    }
+    assert knobs - {"deterministic"} <= exercised

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from app.contract import TERMINAL_STATUSES, GenerationRequest, JobView
 from app.deps import EventsDep, MetricsDep, QueueDep, SettingsDep
 from app.errors import ServiceUnavailable
+from app.openapi_examples import GENERATION_EXAMPLES
 from app.resolution import resolve_request
 
 router = APIRouter(prefix="/v1", tags=["generations"])
@@ -31,7 +32,7 @@ def _job_response(view: JobView, status_code: int) -> JSONResponse:
     },
 )
 async def create_generation(
-    body: GenerationRequest,
+    body: Annotated[GenerationRequest, Body(openapi_examples=GENERATION_EXAMPLES)],
     settings: SettingsDep,
     queue: QueueDep,
     events: EventsDep,
