@@ -33,14 +33,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)  ## latency of the service vs the in-process sampler; writes bench/results/
-	$(PY) -m bench.latency
+bench: $(STAMP)  ## service vs in-process floors vs a thread-pool peer; writes bench/results/latest.json
+	$(PY) -m bench.throughput
 
 eval: $(STAMP)  ## class accuracy of the bundled model vs guidance; writes eval/results/
 	$(PY) -m workers.evaluation.class_accuracy
 
 train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)
-	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 5000 --out workers/models/mnist-unet
+	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 4000 --out workers/models/mnist-unet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

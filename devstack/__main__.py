@@ -33,7 +33,9 @@ def _port_free(port: int) -> bool:
 
 
 def _spawn(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", module], env=env, cwd=ROOT)
+    # a session of its own: Ctrl-C reaches only this launcher, which then stops the children in
+    # order (API, then the worker once its in-flight jobs are done, then Redis)
+    return subprocess.Popen([sys.executable, "-m", module], env=env, cwd=ROOT, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:

@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
     device, dtype = resolve_device(settings)
-    model = load_model(lookup(settings.model, settings.model_registry), device, dtype)
+    model = load_model(
+        lookup(settings.model, settings.model_registry),
+        device,
+        dtype,
+        settings.channels_last,
+        settings.compile,
+    )
     logging.getLogger("workers").info(
         "loaded model %s on %s/%s in %.2f s", settings.model, device, dtype, model.load_seconds
     )

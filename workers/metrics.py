@@ -39,6 +39,9 @@ class WorkerMetrics:
         self.total = Histogram(
             "denoise_worker_job_total_seconds", "Enqueue to stored result", registry=r, buckets=_MS_BUCKETS
         )
+        self.forward = Histogram(
+            "denoise_worker_forward_seconds", "One batched UNet forward", registry=r, buckets=_STEP_BUCKETS
+        )
         self.batch_rows = Histogram(
             "denoise_worker_batch_rows",
             "Rows per model forward",

@@ -28,9 +28,14 @@ class WorkerSettings(BaseSettings):
     max_batch: int = Field(32, ge=1, le=1024, description="rows per model forward (guided images use 2)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    channels_last: bool = Field(False, description="channels-last memory format (CUDA only)")
+    compile: bool = Field(False, description="torch.compile the UNet (dynamic shapes: batch sizes vary)")
     torch_threads: int = Field(0, ge=0, description="intra-op threads on CPU (0: torch default)")
     job_ttl_s: int = Field(86_400, ge=60, description="how long a finished job record is kept")
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_ttl_s: float = Field(10.0, gt=0)
     block_ms: int = Field(1000, ge=10, description="how long an idle worker blocks on the stream")
+    shutdown_grace_s: float = Field(
+        120.0, ge=0, description="after SIGTERM, how long in-flight jobs may run before the worker exits"
+    )
     progress_interval_s: float = Field(0.25, ge=0, description="minimum time between progress writes")

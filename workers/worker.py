@@ -8,6 +8,7 @@ store the result, ACK, notify). A job is ACKed only after its result is stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -91,10 +92,17 @@ class Worker:
             self.model.info.name,
             self.settings.max_batch,
         )
+        stop_deadline: float | None = None
         while True:
             stopping = self._stop.is_set()
             if stopping and not self.jobs:
                 break
+            if stopping:
+                stop_deadline = stop_deadline or time.monotonic() + self.settings.shutdown_grace_s
+                if time.monotonic() > stop_deadline:
+                    # left unacknowledged, the jobs stay pending in the stream for another worker
+                    log.warning("grace period over: leaving %d jobs unfinished", len(self.jobs))
+                    break
             try:
                 admitted = 0 if stopping else self.poll()
                 if burst and not admitted and not self.jobs:
@@ -107,7 +115,8 @@ class Worker:
                 time.sleep(1.0)
         self.state = "stopping"
         self._stop.set()
-        self.store.clear_heartbeat()
+        with contextlib.suppress(redis.RedisError):  # it expires by itself otherwise
+            self.store.clear_heartbeat()
         log.info("worker %s stopped", self.settings.worker_name)
 
     # ------------------------------------------------------------------ the loop
@@ -197,6 +206,7 @@ class Worker:
             return
         self.metrics.step.observe(time.perf_counter() - started)
         self.metrics.batch_rows.observe(self.engine.last_batch_rows)
+        self.metrics.forward.observe(self.engine.last_forward_seconds)
         self._write_progress()
 
     def finish(self) -> None:

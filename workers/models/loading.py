@@ -52,7 +52,14 @@ def read_model_info(
     return info, scheduler_config, metadata.get("null_class")
 
 
-def load_model(entry: RegistryEntry, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model(
+    entry: RegistryEntry,
+    device: torch.device,
+    dtype: torch.dtype,
+    channels_last: bool = False,
+    compile_unet: bool = False,
+) -> LoadedModel:
+    """Loads weights and metadata; ``channels_last`` applies on CUDA only (it slows CPU convs)."""
     started = time.perf_counter()
     info, scheduler_config, null_class = read_model_info(entry.name, entry.path, entry.description)
     if info.prediction_type not in ("epsilon", "v_prediction"):
@@ -61,6 +68,10 @@ def load_model(entry: RegistryEntry, device: torch.device, dtype: torch.dtype) -
         entry.path / "unet", use_safetensors=True, low_cpu_mem_usage=False, torch_dtype=dtype
     )
     unet = unet.to(device=device).eval().requires_grad_(False)
+    if channels_last and device.type == "cuda":
+        unet = unet.to(memory_format=torch.channels_last)
+    if compile_unet:
+        unet = torch.compile(unet, dynamic=True)
     return LoadedModel(
         info=info,
         unet=unet,

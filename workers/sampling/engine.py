@@ -114,6 +114,7 @@ class SamplingEngine:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.last_batch_rows = 0
+        self.last_forward_seconds = 0.0
 
     @torch.inference_mode()
     def step(self, states: list[SamplingState]) -> None:
@@ -139,7 +140,10 @@ class SamplingEngine:
         kwargs: dict[str, Any] = {}
         if model.null_class is not None:
             kwargs["class_labels"] = torch.tensor(labels, device=model.device)
+        forward_started = time.perf_counter()
         eps_all = model.unet(batch, t_batch, **kwargs).sample.float()
+        # host time: on CUDA this is launch time unless something later waits for the result
+        self.last_forward_seconds = time.perf_counter() - forward_started
         self.last_batch_rows = batch.shape[0]
 
         row = 0

@@ -1,0 +1,87 @@
+"""Job-state transitions against a real Redis: results are written once, finished jobs never restart."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import redis
+
+from app.contract import (
+    GeneratedImage,
+    JobError,
+    JobRecord,
+    JobResult,
+    Progress,
+    ResolvedConfig,
+    Timings,
+    job_key,
+    record_from_hash,
+    record_to_hash,
+)
+from workers.job_store import WorkerJobStore
+
+CONFIG = ResolvedConfig(
+    model="m",
+    class_label=1,
+    prompt=None,
+    num_images=1,
+    seed=0,
+    steps=2,
+    sampler="ddim",
+    schedule="uniform",
+    deterministic=True,
+    eta=0.0,
+    variance_bound=None,
+    variance_scale=None,
+    variance_type=None,
+    clip_sample=False,
+    dynamic_thresholding=False,
+    dynamic_thresholding_ratio=None,
+    guidance_scale=1.0,
+    guidance_rescale=0.0,
+    image_size=28,
+)
+
+
+def queued_job(client: redis.Redis) -> str:
+    record = JobRecord(id=uuid.uuid4().hex, status="queued", model="m", config=CONFIG, created_at=time.time())
+    client.hset(job_key(record.id), mapping=record_to_hash(record))  # type: ignore[arg-type]
+    return record.id
+
+
+def result(worker: str) -> JobResult:
+    image = GeneratedImage(index=0, seed=0, class_label=1, width=1, height=1, png_base64=worker)
+    timings = Timings(queue_wait_ms=0, inference_ms=1, step_ms_mean=1, encode_ms=0, total_ms=1)
+    return JobResult(images=[image], config=CONFIG, timings=timings, worker=worker)
+
+
+def test_a_result_is_written_once(redis_client: redis.Redis) -> None:
+    job_id = queued_job(redis_client)
+    first = WorkerJobStore(redis_client, "m", "w1", job_ttl_s=60)
+    second = WorkerJobStore(redis_client, "m", "w2", job_ttl_s=60)
+    assert first.start(job_id) is not None
+    assert second.start(job_id) is not None  # a redelivery may start it again...
+    assert first.succeed(job_id, result("w1"), Progress(step=2, total=2)) is True
+    assert second.succeed(job_id, result("w2"), Progress(step=2, total=2)) is False  # ...but not store twice
+    assert second.fail(job_id, JobError(type="X", message="late")) is False
+    record = record_from_hash(redis_client.hgetall(job_key(job_id)))
+    assert record.status == "succeeded" and record.result is not None
+    assert record.result.worker == "w1" and record.attempts == 2
+    assert 0 < redis_client.ttl(job_key(job_id)) <= 60
+
+
+def test_a_finished_or_missing_job_is_not_started(redis_client: redis.Redis) -> None:
+    store = WorkerJobStore(redis_client, "m", "w", job_ttl_s=60)
+    job_id = queued_job(redis_client)
+    redis_client.hset(job_key(job_id), "status", json.dumps("cancelled"))
+    assert store.start(job_id) is None
+    assert store.start(uuid.uuid4().hex) is None
+
+
+def test_cancel_flags_are_read_in_one_round_trip(redis_client: redis.Redis) -> None:
+    store = WorkerJobStore(redis_client, "m", "w", job_ttl_s=60)
+    a, b = queued_job(redis_client), queued_job(redis_client)
+    redis_client.hset(job_key(b), "cancel_requested", "true")
+    assert store.cancel_requested([a, b]) == {b}
