@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis
 
+from app.contract import ResolvedConfig
 from devstack.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,33 @@ def api_url(redis_server: RedisServer, worker_process: dict[str, str], tmp_path_
 def client(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=180) as http:
         yield http
+
+
+def resolved_config(**overrides: object) -> ResolvedConfig:
+    """A complete resolved configuration for tests that bypass the API (override any field)."""
+    fields: dict[str, object] = dict(
+        model="mnist-unet",
+        class_label=1,
+        prompt=None,
+        num_images=1,
+        seed=0,
+        steps=2,
+        sampler="ddim",
+        schedule="uniform",
+        deterministic=True,
+        eta=0.0,
+        variance_bound=None,
+        variance_scale=None,
+        variance_type=None,
+        clip_sample=False,
+        dynamic_thresholding=False,
+        dynamic_thresholding_ratio=None,
+        guidance_scale=1.0,
+        guidance_rescale=0.0,
+        image_size=28,
+    )
+    fields.update(overrides)
+    return ResolvedConfig.model_validate(fields)
 
 
 @pytest.fixture(scope="session")

@@ -14,35 +14,15 @@ from app.contract import (
     JobRecord,
     JobResult,
     Progress,
-    ResolvedConfig,
     Timings,
     job_key,
     record_from_hash,
     record_to_hash,
 )
+from tests.conftest import resolved_config
 from workers.job_store import WorkerJobStore
 
-CONFIG = ResolvedConfig(
-    model="m",
-    class_label=1,
-    prompt=None,
-    num_images=1,
-    seed=0,
-    steps=2,
-    sampler="ddim",
-    schedule="uniform",
-    deterministic=True,
-    eta=0.0,
-    variance_bound=None,
-    variance_scale=None,
-    variance_type=None,
-    clip_sample=False,
-    dynamic_thresholding=False,
-    dynamic_thresholding_ratio=None,
-    guidance_scale=1.0,
-    guidance_rescale=0.0,
-    image_size=28,
-)
+CONFIG = resolved_config(model="m")
 
 
 def queued_job(client: redis.Redis) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from app.contract import ResolvedConfig
+from tests.conftest import resolved_config
 from workers.models.loading import load_model
 from workers.models.registry import RegistryEntry
 from workers.sampling.engine import generate
@@ -32,27 +32,7 @@ def test_train_resume_export_and_serve(tmp_path: Path) -> None:
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
     model = load_model(RegistryEntry("tiny", out, ""), torch.device("cpu"), torch.float32)
     assert model.info.default_guidance_scale == 1.5 and model.info.prediction_type == "v_prediction"
-    config = ResolvedConfig(
-        model="tiny",
-        class_label=3,
-        prompt=None,
-        num_images=1,
-        seed=0,
-        steps=2,
-        sampler="ddim",
-        schedule="uniform",
-        deterministic=True,
-        eta=0.0,
-        variance_bound=None,
-        variance_scale=None,
-        variance_type=None,
-        clip_sample=False,
-        dynamic_thresholding=False,
-        dynamic_thresholding_ratio=None,
-        guidance_scale=1.5,
-        guidance_rescale=0.0,
-        image_size=28,
-    )
+    config = resolved_config(model="tiny", class_label=3, guidance_scale=1.5)
     assert torch.isfinite(generate(model, config)[0].latent).all()
 
 

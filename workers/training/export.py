@@ -53,13 +53,7 @@ def export_checkpoint(run_dir: Path, out_dir: Path, default_guidance_scale: floa
     """Exports the EMA weights of the latest checkpoint in ``run_dir`` (training may go on)."""
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     cfg = TrainConfig(**ckpt["config"])
-    saved = ckpt["state"]
-    state = TrainState(
-        step=saved["step"],
-        wall_seconds=saved["wall_seconds"],
-        loss_ema=saved["loss_ema"],
-        loss_history=[tuple(x) for x in saved["loss_history"]],  # type: ignore[misc]
-    )
+    state = TrainState.from_checkpoint(ckpt["state"])
     ema = EMA(build_digit_unet(NUM_CLASSES, IMAGE_SIZE), cfg.ema_decay)
     ema.load_state_dict(ckpt["ema"])
     export_model(ema, cfg, state, out_dir, default_guidance_scale)

@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
@@ -55,6 +56,15 @@ class TrainState:
     wall_seconds: float = 0.0
     loss_ema: float = float("nan")
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        return cls(
+            step=saved["step"],
+            wall_seconds=saved["wall_seconds"],
+            loss_ema=saved["loss_ema"],
+            loss_history=[(int(step), float(loss)) for step, loss in saved["loss_history"]],
+        )
 
 
 def learning_rate_at(step: int, cfg: TrainConfig) -> float:
@@ -120,13 +130,7 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         rng.set_state(ckpt["torch_rng"])
-        saved = ckpt["state"]
-        state = TrainState(
-            step=saved["step"],
-            wall_seconds=saved["wall_seconds"],
-            loss_ema=saved["loss_ema"],
-            loss_history=[tuple(x) for x in saved["loss_history"]],  # type: ignore[misc]
-        )
+        state = TrainState.from_checkpoint(ckpt["state"])
         log.info("resumed from step %d (%.0f s of training so far)", state.step, state.wall_seconds)
 
     model.train()
