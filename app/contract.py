@@ -50,6 +50,7 @@ MAX_SEED = 2**63 - 1
 ABSOLUTE_MAX_STEPS = 1000
 ABSOLUTE_MAX_IMAGES = 16
 ABSOLUTE_MAX_GUIDANCE = 30.0
+ABSOLUTE_MAX_TIMEOUT_S = 86_400.0
 
 KnobName = Literal[
     "eta",
@@ -193,6 +194,13 @@ class GenerationRequest(BaseModel):
         None, ge=0.0, le=ABSOLUTE_MAX_GUIDANCE, description="w in ε_u + w (ε_c − ε_u); 1 is off"
     )
     guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="φ of Lin et al. 2023")
+    timeout_s: float | None = Field(
+        None,
+        gt=0.0,
+        le=ABSOLUTE_MAX_TIMEOUT_S,
+        description="the job fails with DeadlineExceeded unless finished this many seconds after "
+        "submission (default and cap: the deployment's settings)",
+    )
 
 
 class ResolvedConfig(BaseModel):
@@ -273,6 +281,7 @@ class JobRecord(BaseModel):
     attempts: int = 0
     worker: str | None = None
     cancel_requested: bool = False
+    deadline_at: float | None = Field(None, description="epoch seconds; past it the job is failed, not run")
 
 
 def record_to_hash(record: JobRecord) -> dict[str, str]:
@@ -304,6 +313,7 @@ class JobView(BaseModel):
     error: JobError | None = None
     created_at: float
     finished_at: float | None = None
+    deadline_at: float | None = None
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -320,6 +330,7 @@ class JobView(BaseModel):
             error=record.error,
             created_at=record.created_at,
             finished_at=record.finished_at,
+            deadline_at=record.deadline_at,
         )
 
 

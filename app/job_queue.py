@@ -44,10 +44,16 @@ class JobQueue:
             self._models_read_at = now
         return self._models
 
-    async def submit(self, config: ResolvedConfig) -> JobRecord:
+    async def submit(self, config: ResolvedConfig, timeout_s: float) -> JobRecord:
         """Stores the job record and appends its id to the model's stream, atomically."""
+        now = time.time()
         record = JobRecord(
-            id=uuid.uuid4().hex, status="queued", model=config.model, config=config, created_at=time.time()
+            id=uuid.uuid4().hex,
+            status="queued",
+            model=config.model,
+            config=config,
+            created_at=now,
+            deadline_at=now + timeout_s,
         )
         pipe = self.client.pipeline(transaction=True)
         fields: dict[Any, Any] = record_to_hash(record)

@@ -49,6 +49,10 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         "summary": "Four images; image i uses seed + i",
         "value": {"class_label": 0, "num_images": 4, "seed": 100},
     },
+    "deadline": {
+        "summary": "Give up unless finished within 5 s of submission (fails with DeadlineExceeded)",
+        "value": {"class_label": 1, "steps": 50, "timeout_s": 5},
+    },
     "unconditional": {
         "summary": "No class label: an unconditional sample (guidance off)",
         "value": {"steps": 30},

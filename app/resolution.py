@@ -50,6 +50,14 @@ def _check_range(field: str, value: float, low: float, high: float, why: str = "
         raise RequestFieldError(field, f"{field} must be between {low:g} and {high:g}{why}; got {value:g}")
 
 
+def resolve_timeout(requested: float | None, default_s: float, max_s: float) -> float:
+    """Seconds from submission to the job's deadline: the request's, else the deployment default."""
+    if requested is None:
+        return min(default_s, max_s)
+    _check_range("timeout_s", requested, 0.001, max_s, " (this deployment's limit)")
+    return requested
+
+
 def resolve_request(
     request: GenerationRequest,
     models: dict[str, ModelInfo],

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.contract import ABSOLUTE_MAX_GUIDANCE, ABSOLUTE_MAX_IMAGES, ABSOLUTE_MAX_STEPS
+from app.contract import (
+    ABSOLUTE_MAX_GUIDANCE,
+    ABSOLUTE_MAX_IMAGES,
+    ABSOLUTE_MAX_STEPS,
+    ABSOLUTE_MAX_TIMEOUT_S,
+)
 from app.resolution import Limits
 
 
@@ -20,6 +25,12 @@ class ApiSettings(BaseSettings):
     max_images: int = Field(ABSOLUTE_MAX_IMAGES, ge=1, le=ABSOLUTE_MAX_IMAGES)
     max_guidance_scale: float = Field(20.0, ge=1.0, le=ABSOLUTE_MAX_GUIDANCE)
     sync_timeout_s: float = Field(60.0, gt=0, le=600, description="sync POST waits this long, then 202")
+    job_timeout_s: float = Field(
+        600.0, gt=0, le=ABSOLUTE_MAX_TIMEOUT_S, description="deadline of a job that sets no timeout_s"
+    )
+    max_job_timeout_s: float = Field(
+        3600.0, gt=0, le=ABSOLUTE_MAX_TIMEOUT_S, description="the largest timeout_s a request may set"
+    )
     job_ttl_s: int = Field(86_400, ge=60, description="how long an unfinished job record is kept")
     heartbeat_stale_s: float = Field(15.0, gt=0, description="readiness: a worker beat newer than this")
     models_cache_s: float = Field(2.0, ge=0, description="how long the model list read from Redis is reused")

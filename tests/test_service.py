@@ -7,6 +7,7 @@ import io
 import time
 
 import httpx
+import numpy as np
 import pytest
 import redis
 from PIL import Image
@@ -119,6 +120,39 @@ def test_cancel_a_queued_and_a_running_job(client: httpx.Client, redis_client: r
     assert client.delete(f"/v1/jobs/{queued}").status_code == 409
 
 
+def test_a_job_past_its_deadline_fails_within_a_step_and_its_batch_mates_go_on(
+    client: httpx.Client,
+) -> None:
+    async_ = {"Prefer": "respond-async"}
+    doomed = client.post(
+        "/v1/generations", json={"class_label": 2, "steps": 1000, "timeout_s": 1.5}, headers=async_
+    ).json()
+    mate_request = {"class_label": 4, "steps": 60, "seed": 9, "sampler": "ddim", "eta": 0.5}
+    mate = client.post("/v1/generations", json=mate_request, headers=async_).json()["id"]
+    assert doomed["deadline_at"] == pytest.approx(doomed["created_at"] + 1.5)
+
+    final = poll(client, doomed["id"], {"cancelled", "succeeded", "failed"}, timeout_s=60)
+    assert final["status"] == "failed" and final["error"]["type"] == "DeadlineExceeded", final
+    assert 0 < final["progress"]["step"] < 1000 and final["images"] is None
+    assert final["finished_at"] - final["deadline_at"] < 1.0  # a step is ~30 ms here
+
+    shared = poll(client, mate, {"cancelled", "succeeded", "failed"})
+    alone = client.post("/v1/generations", json=mate_request).json()
+    assert shared["status"] == "succeeded"
+    difference = np.abs(
+        np.asarray(decode_png(shared["images"][0]), dtype=int)
+        - np.asarray(decode_png(alone["images"][0]), dtype=int)
+    )
+    assert difference.max() <= 1
+
+
+def test_a_job_that_expires_in_the_queue_is_failed_not_run(client: httpx.Client) -> None:
+    body = client.post("/v1/generations", json={"class_label": 2, "steps": 5, "timeout_s": 0.001}).json()
+    assert body["status"] == "failed" and body["error"]["type"] == "DeadlineExceeded", body
+    assert "before the job started" in body["error"]["message"]
+    assert body["progress"]["step"] == 0 and body["images"] is None
+
+
 BAD_REQUESTS = [
     ({"steps": 0}, "steps", "greater than or equal to 1"),
     ({"steps": 5000}, "steps", "less than or equal to 1000"),
@@ -136,6 +170,8 @@ BAD_REQUESTS = [
     ({"model": "../../etc/passwd"}, "model", "available: mnist-unet"),
     ({"prompt": "a seven"}, "prompt", "takes no prompt"),
     ({"seed": -1}, "seed", "greater than or equal to 0"),
+    ({"timeout_s": 7200}, "timeout_s", "between 0.001 and 3600"),
+    ({"timeout_s": 0}, "timeout_s", "greater than 0"),
 ]
 
 

@@ -58,9 +58,26 @@ class WorkerJobStore:
 
     def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
         """New entries for this consumer; blocks up to ``block_ms`` (None: do not block)."""
-        response: Any = self.client.xreadgroup(
-            CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms
-        )
+        return self._entries(self._read_new(self.client, count, block_ms))
+
+    def read_new_and_cancel_flags(self, count: int, job_ids: list[str]) -> tuple[list[StreamEntry], set[str]]:
+        """One round trip while busy: up to ``count`` new entries (non-blocking; 0 reads none)
+        and which of ``job_ids`` a client asked to cancel."""
+        pipe = self.client.pipeline(transaction=False)
+        if count:
+            self._read_new(pipe, count, None)
+        for job_id in job_ids:
+            pipe.hget(job_key(job_id), "cancel_requested")
+        replies = pipe.execute()
+        entries = self._entries(replies[0]) if count else []
+        flags = replies[1:] if count else replies
+        return entries, {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "true"}
+
+    def _read_new(self, client: Any, count: int, block_ms: int | None) -> Any:
+        return client.xreadgroup(CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms)
+
+    @staticmethod
+    def _entries(response: Any) -> list[StreamEntry]:
         entries = []
         for _stream, messages in response or []:
             for entry_id, fields in messages:
@@ -80,13 +97,6 @@ class WorkerJobStore:
             return None
         fields = self.client.hgetall(job_key(job_id))
         return record_from_hash(fields) if fields else None
-
-    def cancel_requested(self, job_ids: list[str]) -> set[str]:
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(job_key(job_id), "cancel_requested")
-        flags = pipe.execute()
-        return {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "true"}
 
     def write_progress(self, progress: dict[str, Progress]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -108,8 +118,12 @@ class WorkerJobStore:
             job_id, status="succeeded", result=result.model_dump(mode="json"), progress=progress.model_dump()
         )
 
-    def fail(self, job_id: str, error: JobError) -> bool:
-        return self._finish_with(job_id, status="failed", error=error.model_dump())
+    def fail(self, job_id: str, error: JobError, progress: Progress | None = None) -> bool:
+        if progress is None:
+            return self._finish_with(job_id, status="failed", error=error.model_dump())
+        return self._finish_with(
+            job_id, status="failed", error=error.model_dump(), progress=progress.model_dump()
+        )
 
     def cancel(self, job_id: str, progress: Progress) -> bool:
         return self._finish_with(job_id, status="cancelled", progress=progress.model_dump())

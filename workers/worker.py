@@ -1,9 +1,10 @@
 """The worker process: a state machine around the sampling engine.
 
 States: starting (loading the model) -> ready (idle) <-> busy (images in flight) -> stopping.
-The loop is four small methods: ``poll`` (admit jobs from the stream), ``drop_cancelled``,
-``tick`` (one batched denoising step for up to ``max_batch`` rows) and ``finish`` (encode,
-store the result, ACK, notify). A job is ACKed only after its result is stored.
+The loop is three small methods: ``poll`` (admit jobs from the stream; stop cancelled and
+expired ones), ``tick`` (one batched denoising step for up to ``max_batch`` rows) and
+``finish`` (encode, store the result, ACK, notify). A job is ACKed only after its result is
+stored. While busy, ``poll`` costs one Redis round trip per step.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from workers.settings import WorkerSettings
 log = logging.getLogger("workers.worker")
 
 WorkerState = Literal["starting", "ready", "busy", "stopping"]
+
+
+class DeadlineExceeded(Exception):
+    """The job's deadline (``JobRecord.deadline_at``) passed before it finished."""
 
 
 @dataclass(eq=False)
@@ -104,10 +109,9 @@ class Worker:
                     log.warning("grace period over: leaving %d jobs unfinished", len(self.jobs))
                     break
             try:
-                admitted = 0 if stopping else self.poll()
+                admitted = self.poll(admit=not stopping)
                 if burst and not admitted and not self.jobs:
                     break
-                self.drop_cancelled()
                 self.tick()
                 self.finish()
             except redis.RedisError as error:
@@ -123,13 +127,19 @@ class Worker:
     def rows_in_flight(self) -> int:
         return sum(s.rows for job in self.jobs for s in job.states if not s.done)
 
-    def poll(self) -> int:
-        """Admits new jobs while there is room: blocking when idle, non-blocking when busy."""
-        room = self.settings.max_batch - self.rows_in_flight()
-        if room <= 0:
-            return 0
-        block = self.settings.block_ms if not self.jobs else None
-        entries = self.store.read_new(count=max(1, room // 2), block_ms=block)
+    def poll(self, admit: bool = True) -> int:
+        """Admits new jobs while there is room, and stops cancelled and expired ones.
+
+        Idle, it blocks on the stream; busy, ONE round trip reads new entries without blocking
+        and the cancel flags of the jobs in flight, so a cancel acts within one step.
+        """
+        room = self.settings.max_batch - self.rows_in_flight() if admit else 0
+        count = max(1, room // 2) if room > 0 else 0
+        if self.jobs:
+            entries, cancelled = self.store.read_new_and_cancel_flags(count, [j.job_id for j in self.jobs])
+            self.stop_jobs(cancelled)
+        else:
+            entries = self.store.read_new(count, self.settings.block_ms) if count else []
         for entry in entries:
             self.start(entry)
         return len(entries)
@@ -145,6 +155,15 @@ class Worker:
             self.store.ack(entry.entry_id)
             return
         self.store.publish(record.id)
+        if record.deadline_at is not None and time.time() > record.deadline_at:
+            waited = time.time() - record.created_at
+            log.info("job %s expired in the queue after %.1f s", record.id, waited)
+            self._fail(
+                record.id,
+                entry.entry_id,
+                DeadlineExceeded(f"deadline passed before the job started ({waited:.1f} s in the queue)"),
+            )
+            return
         try:
             states = new_states(record.id, record.config, self.model)
         except Exception as error:  # a config the engine cannot run must fail the job, not the worker
@@ -166,16 +185,26 @@ class Worker:
             record.attempts,
         )
 
-    def drop_cancelled(self) -> None:
-        if not self.jobs:
-            return
-        cancelled = self.store.cancel_requested([job.job_id for job in self.jobs])
-        for job in [j for j in self.jobs if j.job_id in cancelled]:
-            self.jobs.remove(job)
-            self.store.cancel(job.job_id, job.progress())
-            self.store.ack(job.entry_id)
-            self.metrics.jobs_finished.labels(status="cancelled").inc()
-            log.info("job %s cancelled at step %d", job.job_id, job.progress().step)
+    def stop_jobs(self, cancelled: set[str]) -> None:
+        """Ends the jobs a client cancelled and those past their deadline; the rest go on."""
+        now = time.time()
+        for job in list(self.jobs):
+            deadline = job.record.deadline_at
+            if job.job_id in cancelled:
+                self.jobs.remove(job)
+                self.store.cancel(job.job_id, job.progress())
+                self.store.ack(job.entry_id)
+                self.metrics.jobs_finished.labels(status="cancelled").inc()
+                log.info("job %s cancelled at step %d", job.job_id, job.progress().step)
+            elif deadline is not None and now > deadline:
+                self.jobs.remove(job)
+                progress = job.progress()
+                error = DeadlineExceeded(
+                    f"deadline passed at step {progress.step} of {progress.total} "
+                    f"({deadline - job.record.created_at:g} s after submission)"
+                )
+                self._fail(job.job_id, job.entry_id, error, progress)
+                log.info("job %s expired at step %d", job.job_id, progress.step)
 
     def tick(self) -> None:
         """One batched step for the oldest states, up to ``max_batch`` rows."""
@@ -274,8 +303,8 @@ class Worker:
             written,
         )
 
-    def _fail(self, job_id: str, entry_id: str, error: Exception) -> None:
-        self.store.fail(job_id, JobError(type=type(error).__name__, message=str(error)))
+    def _fail(self, job_id: str, entry_id: str, error: Exception, progress: Progress | None = None) -> None:
+        self.store.fail(job_id, JobError(type=type(error).__name__, message=str(error)), progress)
         self.store.ack(entry_id)
         self.metrics.jobs_finished.labels(status="failed").inc()
 

@@ -11,7 +11,7 @@ from app.contract import TERMINAL_STATUSES, GenerationRequest, JobView
 from app.deps import EventsDep, MetricsDep, QueueDep, SettingsDep
 from app.errors import ServiceUnavailable
 from app.openapi_examples import GENERATION_EXAMPLES
-from app.resolution import resolve_request
+from app.resolution import resolve_request, resolve_timeout
 
 router = APIRouter(prefix="/v1", tags=["generations"])
 
@@ -44,7 +44,8 @@ async def create_generation(
     if not models:
         raise ServiceUnavailable("no worker has registered a model yet; retry shortly")
     config = resolve_request(body, models, settings.default_model, settings.limits())
-    record = await queue.submit(config)
+    timeout_s = resolve_timeout(body.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
+    record = await queue.submit(config, timeout_s)
     metrics.jobs_submitted.labels(config.model).inc()
     if prefer is not None and "respond-async" in prefer.lower():
         return _job_response(JobView.of(record), 202)

@@ -60,8 +60,18 @@ def test_a_finished_or_missing_job_is_not_started(redis_client: redis.Redis) -> 
     assert store.start(uuid.uuid4().hex) is None
 
 
-def test_cancel_flags_are_read_in_one_round_trip(redis_client: redis.Redis) -> None:
+def test_new_entries_and_cancel_flags_are_read_in_one_round_trip(redis_client: redis.Redis) -> None:
+    stream = f"denoise:jobs:m-{uuid.uuid4().hex[:8]}"
     store = WorkerJobStore(redis_client, "m", "w", job_ttl_s=60)
+    store.stream = stream
+    store.ensure_group()
     a, b = queued_job(redis_client), queued_job(redis_client)
     redis_client.hset(job_key(b), "cancel_requested", "true")
-    assert store.cancel_requested([a, b]) == {b}
+    for job_id in (a, b, "c" * 32):
+        redis_client.xadd(stream, {"job": job_id})
+    entries, cancelled = store.read_new_and_cancel_flags(2, [a, b])
+    assert [e.job_id for e in entries] == [a, b] and cancelled == {b}
+    entries, cancelled = store.read_new_and_cancel_flags(0, [a])  # no room: reads no entry
+    assert entries == [] and cancelled == set()
+    entries, _ = store.read_new_and_cancel_flags(5, [])
+    assert [e.job_id for e in entries] == ["c" * 32]

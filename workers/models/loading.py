@@ -52,6 +52,21 @@ def read_model_info(
     return info, scheduler_config, metadata.get("null_class")
 
 
+@torch.inference_mode()
+def _warm_up(
+    unet: torch.nn.Module, info: ModelInfo, null_class: int | None, device: torch.device, dtype: torch.dtype
+) -> None:
+    """Forwards of 1 and 2 rows before the worker reports ready (compilation, kernel selection,
+    allocator pools), so the first request does not pay for them."""
+    for rows in (1, 2):
+        sample = torch.zeros(
+            rows, info.channels, info.image_size, info.image_size, device=device, dtype=dtype
+        )
+        timesteps = torch.full((rows,), info.num_train_timesteps - 1, device=device, dtype=torch.float32)
+        labels = None if null_class is None else torch.full((rows,), null_class, device=device)
+        unet(sample, timesteps, class_labels=labels)
+
+
 def load_model(
     entry: RegistryEntry,
     device: torch.device,
@@ -72,6 +87,7 @@ def load_model(
         unet = unet.to(memory_format=torch.channels_last)
     if compile_unet:
         unet = torch.compile(unet, dynamic=True)
+    _warm_up(unet, info, null_class, device, dtype)
     return LoadedModel(
         info=info,
         unet=unet,

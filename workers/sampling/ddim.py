@@ -98,8 +98,9 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
 
         # 6. inject σ'_t z; a deterministic run (η = 0) draws nothing from the generator
         if self.eta > 0:
+            device = generator.device if generator is not None else model_output.device
             noise = torch.randn(
-                model_output.shape, generator=generator, dtype=model_output.dtype, device="cpu"
+                model_output.shape, generator=generator, dtype=model_output.dtype, device=device
             ).to(model_output.device)
             prev_sample = prev_sample + std_dev_t * noise
         self.injected_noise_std.append(std_dev_t if self.eta > 0 else 0.0)

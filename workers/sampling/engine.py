@@ -2,8 +2,11 @@
 batched model call per step.
 
 Each image is a ``SamplingState``: its own scheduler (schedulers are stateful), its own
-``torch.Generator`` seeded with ``seed + index`` (used for the initial latent and every noise
-draw), its latent and its step index. A tick stacks the latent of every state with its own
+``torch.Generator`` seeded with ``seed + index`` (on the CPU for the initial latent, so the
+starting noise is the same on every device; on the model's device for the noise injected by
+stochastic steps, so no draw crosses the bus), its latent and its step index. On CUDA the step
+loop never waits for the GPU: per-row timesteps and labels go up from pinned memory without
+blocking, and only a finished image is copied back. A tick stacks the latent of every state with its own
 timestep, adds an unconditional row for each state that uses guidance, runs the UNet once,
 and lets each state take its own scheduler step. States with different samplers, step
 counts and guidance scales share the forward pass; an image never depends on its batch
@@ -38,7 +41,8 @@ class SamplingState:
     seed: int
     config: ResolvedConfig
     scheduler: SchedulerMixin
-    generator: torch.Generator
+    generator: torch.Generator  # CPU: the initial latent
+    noise_generator: torch.Generator  # the model's device: noise injected by stochastic steps
     latent: torch.Tensor  # [1, C, H, W] on the model's device, float32
     class_row: int | None  # class label for the conditional row (null class when unconditional)
     step_index: int = 0
@@ -78,6 +82,10 @@ def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[
         scheduler = build_scheduler(config, model.scheduler_config)
         generator = torch.Generator(device="cpu").manual_seed(config.seed + index)
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        if model.device.type == "cpu":
+            noise_generator = generator  # one stream: the initial latent, then the step noise
+        else:
+            noise_generator = torch.Generator(device=model.device).manual_seed(config.seed + index)
         latent = (noise * scheduler.init_noise_sigma).to(model.device)
         class_row = config.class_label if config.class_label is not None else model.null_class
         states.append(
@@ -88,6 +96,7 @@ def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[
                 config=config,
                 scheduler=scheduler,
                 generator=generator,
+                noise_generator=noise_generator,
                 latent=latent,
                 class_row=class_row,
             )
@@ -136,10 +145,10 @@ class SamplingEngine:
                 if state.guided:
                     labels.append(model.null_class)
         batch = torch.cat(inputs).to(model.dtype)
-        t_batch = torch.cat(timesteps).to(model.device)
+        t_batch = self._to_device(torch.cat(timesteps))
         kwargs: dict[str, Any] = {}
         if model.null_class is not None:
-            kwargs["class_labels"] = torch.tensor(labels, device=model.device)
+            kwargs["class_labels"] = self._to_device(torch.tensor(labels))
         forward_started = time.perf_counter()
         eps_all = model.unet(batch, t_batch, **kwargs).sample.float()
         # host time: on CUDA this is launch time unless something later waits for the result
@@ -158,13 +167,19 @@ class SamplingEngine:
                 )
             row += state.rows
             # deterministic steps never touch the generator (UniPC's step does not even take one)
-            extra = {} if state.config.deterministic else {"generator": state.generator}
+            extra = {} if state.config.deterministic else {"generator": state.noise_generator}
             output = state.scheduler.step(eps, state.timestep, state.latent, **extra)
             state.latent = output.prev_sample
             state.step_index += 1
         elapsed = time.perf_counter() - started
         for state in states:
             state.step_seconds.append(elapsed)
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """A small host tensor on the model's device without a host-device sync."""
+        if self.model.device.type != "cuda":
+            return host
+        return host.pin_memory().to(self.model.device, non_blocking=True)
 
     def run(self, states: list[SamplingState]) -> None:
         """Runs ``states`` to completion (in-process use: evaluation, benchmarks, tests)."""
