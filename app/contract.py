@@ -246,6 +246,10 @@ class GeneratedImage(BaseModel):
     width: int
     height: int
     png_base64: str
+    noise_estimate: float = Field(
+        description="estimated std of the noise left in the image, in gray levels (0-255): Donoho's "
+        "wavelet-MAD estimator, median(|HH1|)/0.6745 over the finest Haar diagonal details"
+    )
 
 
 class JobResult(BaseModel):

@@ -26,8 +26,10 @@ from workers.sampling.engine import generate
 LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
 
 
-def create_peer_app(model_name: str = "mnist-unet") -> FastAPI:
-    model = load_model(lookup(model_name), torch.device("cpu"), torch.float32)
+def create_peer_app(
+    model_name: str = "mnist-unet", device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> FastAPI:
+    model = load_model(lookup(model_name), torch.device(device), dtype)
     models = {model.info.name: model.info}
     app = FastAPI(title="peer: thread-pool server")
 
@@ -55,9 +57,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peer_server")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    uvicorn.run(create_peer_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_peer_app(device=args.device, dtype=getattr(torch, args.dtype))
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

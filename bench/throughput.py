@@ -1,8 +1,10 @@
 """The service against its floors and against the common peer design, in one run.
 
 All settings run the bundled model's default request (50 deterministic DDIM steps at the
-model's default guidance, one image) with the same torch thread count, one setting after
-the other, never two at the same time:
+model's default guidance, one image) with the same torch thread count. All servers are up
+for the whole run, and the settings are interleaved (one request, or one burst of concurrent
+requests, of each in turn, rotating the order), so that every setting sees the same machine;
+no two settings ever run at the same time:
 
 * direct: the engine called in-process, one request at a time (the floor for one request);
 * direct-batched: in-process, 16 requests advanced together, one forward per step (the
@@ -11,7 +13,7 @@ the other, never two at the same time:
 * peer: a FastAPI server whose handler runs each request's whole sampling loop on a thread
   pool (bench/peer_server.py), with 1 and 16 concurrent clients.
 
-    python -m bench.throughput [--threads 2] [--rounds 2]
+    python -m bench.throughput [--threads 2] [--rounds 3] [--device cuda --dtype bfloat16]
 
 Prints a markdown table and the ratios, and writes bench/results/latest.json.
 """
@@ -19,6 +21,7 @@ Prints a markdown table and the ratios, and writes bench/results/latest.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,83 +65,63 @@ def row(setting: str, clients: int, latencies: list[float], wall_s: float, image
 
 
 # ------------------------------------------------------------------------------- in-process
-def run_direct(threads: int, requests: int, batch: int) -> list[dict[str, Any]]:
-    import torch
+class Direct:
+    """The engine called in-process: the floors the service is measured against."""
 
-    from app.contract import GenerationRequest
-    from app.resolution import Limits, resolve_request
-    from workers.images import png_base64, to_uint8
-    from workers.models.loading import load_model
-    from workers.models.registry import lookup
-    from workers.sampling.engine import SamplingEngine, new_states
+    def __init__(self, threads: int, device: str, dtype: str) -> None:
+        import torch
 
-    torch.set_num_threads(threads)
-    model = load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)
-    limits = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
-    engine = SamplingEngine(model)
+        from app.resolution import Limits
+        from workers.models.loading import load_model
+        from workers.models.registry import lookup
+        from workers.sampling.engine import SamplingEngine
 
-    def states_for(indices: range) -> list[Any]:
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = load_model(lookup("mnist-unet"), torch.device(device), getattr(torch, dtype))
+        self.limits = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+        self.engine = SamplingEngine(self.model)
+
+    def run(self, indices: range) -> float:
+        """Samples the requests ``indices`` together (one forward per step) and encodes them."""
+        from app.contract import GenerationRequest
+        from app.resolution import resolve_request
+        from workers.images import png_base64, to_uint8
+        from workers.sampling.engine import new_states
+
+        started = time.perf_counter()
         states = []
         for i in indices:
             request = GenerationRequest(**request_body(i))
-            config = resolve_request(request, {model.info.name: model.info}, model.info.name, limits)
-            states += new_states(f"direct-{i}", config, model)
-        return states
-
-    def finish(states: list[Any]) -> None:
+            info = self.model.info
+            config = resolve_request(request, {info.name: info}, info.name, self.limits)
+            states += new_states(f"direct-{i}", config, self.model)
+        self.engine.run(states)
         for state in states:
             png_base64(to_uint8(state.latent))
-
-    engine.run(states_for(range(1)))  # warm-up
-    latencies = []
-    started_all = time.perf_counter()
-    for i in range(requests):
-        started = time.perf_counter()
-        states = states_for(range(i, i + 1))
-        engine.run(states)
-        finish(states)
-        latencies.append(time.perf_counter() - started)
-    direct = row("direct", 1, latencies, time.perf_counter() - started_all, requests)
-
-    batch_latencies = []
-    rounds = 2
-    started_all = time.perf_counter()
-    for r in range(rounds):
-        started = time.perf_counter()
-        states = states_for(range(r * batch, (r + 1) * batch))
-        engine.run(states)
-        finish(states)
-        batch_latencies += [time.perf_counter() - started] * batch
-    batched = row(
-        f"direct-batched ({batch}/forward)",
-        batch,
-        batch_latencies,
-        time.perf_counter() - started_all,
-        rounds * batch,
-    )
-    return [direct, batched]
+        return time.perf_counter() - started
 
 
 # ------------------------------------------------------------------------------- over HTTP
-def load(url: str, clients: int, requests: int, offset: int) -> tuple[list[float], float]:
-    """``requests`` POSTs from ``clients`` concurrent clients; returns latencies and wall time."""
+def post(url: str, i: int) -> float:
+    started = time.perf_counter()
+    response = httpx.post(f"{url}/v1/generations", json=request_body(i), timeout=900)
+    response.raise_for_status()
+    if response.json()["status"] != "succeeded":
+        raise RuntimeError(response.text[:300])
+    return time.perf_counter() - started
 
-    def one(i: int) -> float:
-        started = time.perf_counter()
-        response = httpx.post(f"{url}/v1/generations", json=request_body(offset + i), timeout=900)
-        response.raise_for_status()
-        if response.json()["status"] != "succeeded":
-            raise RuntimeError(response.text[:300])
-        return time.perf_counter() - started
 
+def concurrent(url: str, clients: int, indices: range) -> tuple[list[float], float]:
+    """POSTs ``indices`` from ``clients`` concurrent clients; returns latencies and wall time."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        latencies = list(pool.map(one, range(requests)))
+        latencies = list(pool.map(lambda i: post(url, i), indices))
     return latencies, time.perf_counter() - started
 
 
 def wait_ready(url: str, path: str, processes: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in processes):
             raise RuntimeError("a benchmark process exited early")
@@ -149,73 +134,113 @@ def wait_ready(url: str, path: str, processes: list[subprocess.Popen[bytes]]) ->
     raise RuntimeError(f"{url} not ready")
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait(timeout=120)
-
-
-def run_http(name: str, url: str, client_counts: list[int], rounds: int) -> list[dict[str, Any]]:
-    load(url, 1, 2, offset=10_000)  # warm-up
-    rows = []
-    for clients in client_counts:
-        requests = max(8, rounds * clients)
-        latencies, wall = load(url, clients, requests, offset=100 * clients)
-        rows.append(row(name, clients, latencies, wall, requests))
-    return rows
-
-
-def run_service(threads: int, max_batch: int, rounds: int) -> list[dict[str, Any]]:
-    server = RedisServer(appendonly=False).start()
-    port = free_port()
+@contextlib.contextmanager
+def servers(threads: int, device: str, dtype: str, max_batch: int) -> Iterator[tuple[str, str]]:
+    """The service (redis-server, one worker, the API) and the peer server, both idle until used."""
+    redis_server = RedisServer(appendonly=False).start()
+    port, peer_port = free_port(), free_port()
     env = dict(
         os.environ,
-        DENOISE_REDIS_URL=server.url,
+        DENOISE_REDIS_URL=redis_server.url,
         DENOISE_PORT=str(port),
         HF_HUB_OFFLINE="1",
         DENOISE_METRICS_PORT=str(free_port()),
         DENOISE_TORCH_THREADS=str(threads),
         DENOISE_MAX_BATCH=str(max_batch),
+        DENOISE_DEVICE=device,
+        DENOISE_DTYPE=dtype,
+        DENOISE_SYNC_TIMEOUT_S="600",  # a burst on a loaded machine may take longer than the default
     )
     quiet = subprocess.DEVNULL
+    peer_args = ["--port", str(peer_port), "--threads", str(threads), "--device", device, "--dtype", dtype]
     processes = [
         subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=quiet, stderr=quiet),
         subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT, stdout=quiet, stderr=quiet),
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.peer_server", *peer_args],
+            env=env,
+            cwd=ROOT,
+            stdout=quiet,
+            stderr=quiet,
+        ),
     ]
-    url = f"http://127.0.0.1:{port}"
+    service, peer = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer_port}"
     try:
-        wait_ready(url, "/readyz", processes)
-        return run_http("service", url, [1, 4, 16], rounds)
+        wait_ready(service, "/readyz", processes)
+        wait_ready(peer, "/healthz", processes)
+        yield service, peer
     finally:
-        stop(processes)
-        server.stop()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=120)
+        redis_server.stop()
 
 
-def run_peer(threads: int, rounds: int) -> list[dict[str, Any]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.peer_server", "--port", str(port), "--threads", str(threads)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, "/healthz", [process])
-        return run_http("peer (thread pool)", url, [1, 16], rounds)
-    finally:
-        stop([process])
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every setting, interleaved round by round so that they all see the same machine."""
+    direct = Direct(args.threads, args.device, args.dtype)
+    latencies: dict[tuple[str, int], list[float]] = defaultdict(list)
+    walls: dict[tuple[str, int], float] = defaultdict(float)
+    images: dict[tuple[str, int], int] = defaultdict(int)
+
+    def record(key: tuple[str, int], lat: list[float], wall: float) -> None:
+        latencies[key] += lat
+        walls[key] += wall
+        images[key] += len(lat)
+
+    with servers(args.threads, args.device, args.dtype, args.max_batch) as (service, peer):
+        direct.run(range(1))  # warm-up, each setting
+        post(service, 9_999)
+        post(peer, 9_998)
+        one_client: list[tuple[str, Callable[[int], float]]] = [
+            ("direct", lambda i: direct.run(range(i, i + 1))),
+            ("service", lambda i: post(service, i)),
+            ("peer", lambda i: post(peer, i)),
+        ]
+        for n in range(args.single_requests):  # one client: one request of each setting in turn
+            for name, one in one_client[n % 3 :] + one_client[: n % 3]:
+                took = one(100 + n)
+                record((name, 1), [took], took)
+
+        def batched(first: int) -> tuple[list[float], float]:
+            took = direct.run(range(first, first + args.clients))
+            return [took] * args.clients, took
+
+        crowd: list[tuple[str, Callable[[int], tuple[list[float], float]]]] = [
+            ("direct-batched", batched),
+            ("service", lambda first: concurrent(service, args.clients, range(first, first + args.clients))),
+            ("peer", lambda first: concurrent(peer, args.clients, range(first, first + args.clients))),
+            ("service", lambda first: concurrent(service, 4, range(first, first + 4))),
+        ]
+        for r in range(args.rounds):  # many clients: one burst of each setting in turn
+            for k, (name, burst) in enumerate(crowd[r % 4 :] + crowd[: r % 4]):
+                lat, wall = burst(1000 + 100 * r + 20 * k)
+                record((name, len(lat)), lat, wall)
+
+    labels = {
+        "direct": "direct",
+        "direct-batched": f"direct-batched ({args.clients}/forward)",
+        "service": "service",
+        "peer": "peer (thread pool)",
+    }
+    order = [("direct", 1), ("direct-batched", args.clients), ("service", 1), ("service", 4)]
+    order += [("service", args.clients), ("peer", 1), ("peer", args.clients)]
+    return [
+        row(
+            labels[name], clients, latencies[(name, clients)], walls[(name, clients)], images[(name, clients)]
+        )
+        for name, clients in order
+    ]
 
 
-def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+def ratios(rows: list[dict[str, Any]], clients: int) -> dict[str, float]:
     def find(setting: str, clients: int) -> dict[str, Any]:
         return next(r for r in rows if r["setting"].startswith(setting) and r["clients"] == clients)
 
     direct, batched = find("direct", 1), next(r for r in rows if r["setting"].startswith("direct-batched"))
-    service_1, service_16 = find("service", 1), find("service", 16)
-    peer_16 = find("peer", 16)
+    service_1, service_16 = find("service", 1), find("service", clients)
+    peer_16 = find("peer", clients)
     return {
         "latency_ratio_1_client": round(service_1["p50_ms"] / direct["p50_ms"], 3),
         "throughput_ratio_16_vs_direct_batched": round(
@@ -235,21 +260,25 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads everywhere (default 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="requests per client in the HTTP settings")
-    parser.add_argument("--direct-requests", type=int, default=8)
+    parser.add_argument("--single-requests", type=int, default=9, help="one-client requests per setting")
+    parser.add_argument("--rounds", type=int, default=3, help="bursts of concurrent requests per setting")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients in a burst")
+    parser.add_argument("--max-batch", type=int, default=32, help="the worker's rows per forward")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
 
     started = time.time()
-    rows = run_direct(args.threads, args.direct_requests, batch=16)
-    rows += run_service(args.threads, max_batch=32, rounds=args.rounds)
-    rows += run_peer(args.threads, args.rounds)
+    rows = measure(args)
     report: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(args.device),
         "torch_threads": args.threads,
+        "dtype": args.dtype,
         "request": request_body(0) | {"class_label": "0..9", "seed": "varies"},
+        "method": "settings interleaved: one request (or one burst) of each in turn, rotating the order",
         "rows": rows,
-        **ratios(rows),
+        **ratios(rows, args.clients),
         "seconds": round(time.time() - started, 1),
     }
     print("| setting | clients | requests | p50 ms | p95 ms | images/s |")
@@ -261,11 +290,20 @@ def main(argv: list[str] | None = None) -> None:
         )
     print()
     for key, value in report.items():
-        if key.endswith(("_client", "_batched", "_direct", "_peer", "_vs_direct")):
+        if "ratio" in key or "headroom" in key:
             print(f"{key}: {value}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+
+
+def machine(device: str) -> str:
+    described = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if device == "cuda":
+        import torch
+
+        described += f", {torch.cuda.get_device_name()}"
+    return described
 
 
 if __name__ == "__main__":

@@ -51,6 +51,20 @@ def test_sync_generation_returns_a_reproducible_png_with_timings(client: httpx.C
     assert set(timings) == {"queue_wait_ms", "inference_ms", "step_ms_mean", "encode_ms", "total_ms"}
     assert timings["inference_ms"] > 0 and timings["total_ms"] >= timings["inference_ms"]
     assert body["progress"] == {"step": 50, "total": 50}
+    assert 0 <= image["noise_estimate"] < 5  # gray levels; a clean digit scores near 0
+
+
+def test_noise_estimate_reports_the_noise_a_sampler_leaves(client: httpx.Client) -> None:
+    def mean_estimate(knobs: dict[str, object]) -> float:
+        body = client.post(
+            "/v1/generations", json={"class_label": 5, "steps": 10, "seed": 3, "num_images": 4, **knobs}
+        ).json()
+        return sum(i["noise_estimate"] for i in body["images"]) / 4
+
+    # DDPM with the large variance β_t at 10 steps leaves visible noise; deterministic DDIM does not
+    assert mean_estimate({"sampler": "ddpm", "variance_type": "fixed_large"}) > 5 * max(
+        0.5, mean_estimate({"sampler": "ddim"})
+    )
 
 
 def test_num_images_use_consecutive_seeds(client: httpx.Client) -> None:

@@ -48,6 +48,12 @@ class WorkerMetrics:
             registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
+        self.noise_estimate = Histogram(
+            "denoise_worker_image_noise_estimate",
+            "Wavelet-MAD noise estimate of each generated image, in gray levels",
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+        )
         self.jobs_finished = Counter(
             "denoise_worker_jobs_finished_total", "Jobs finished, by status", ["status"], registry=r
         )

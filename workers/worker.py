@@ -32,6 +32,7 @@ from workers.images import png_base64, to_uint8
 from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel
+from workers.noise_estimate import noise_estimate
 from workers.sampling.engine import SamplingEngine, SamplingState, new_states, visited_timesteps
 from workers.settings import WorkerSettings
 
@@ -264,6 +265,8 @@ class Worker:
         images = []
         for state in job.states:
             pixels = to_uint8(state.latent)
+            noise = noise_estimate(pixels)
+            self.metrics.noise_estimate.observe(noise)
             images.append(
                 GeneratedImage(
                     index=state.index,
@@ -272,6 +275,7 @@ class Worker:
                     width=pixels.shape[1],
                     height=pixels.shape[0],
                     png_base64=png_base64(pixels),
+                    noise_estimate=noise,
                 )
             )
         encode_s = time.perf_counter() - encode_started

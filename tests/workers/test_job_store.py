@@ -32,7 +32,9 @@ def queued_job(client: redis.Redis) -> str:
 
 
 def result(worker: str) -> JobResult:
-    image = GeneratedImage(index=0, seed=0, class_label=1, width=1, height=1, png_base64=worker)
+    image = GeneratedImage(
+        index=0, seed=0, class_label=1, width=1, height=1, png_base64=worker, noise_estimate=0.0
+    )
     timings = Timings(queue_wait_ms=0, inference_ms=1, step_ms_mean=1, encode_ms=0, total_ms=1)
     return JobResult(images=[image], config=CONFIG, timings=timings, worker=worker)
 

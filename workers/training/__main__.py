@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the random draws stay on the CPU)")
     parser.add_argument(
         "--default-guidance",
         type=float,
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
+        device=args.device,
     )
     ema, state = train(cfg)
     if args.out is not None:

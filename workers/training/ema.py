@@ -28,8 +28,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.decay()
-        for shadow_param, param in zip(self.shadow.parameters(), model.parameters(), strict=True):
-            shadow_param.lerp_(param.detach(), 1.0 - d)
+        shadow = list(self.shadow.parameters())
+        weights = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(shadow, weights, 1.0 - d)  # one fused launch group, not one per tensor
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, object]:

@@ -51,7 +51,7 @@ def export_model(
 
 def export_checkpoint(run_dir: Path, out_dir: Path, default_guidance_scale: float) -> None:
     """Exports the EMA weights of the latest checkpoint in ``run_dir`` (training may go on)."""
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False, map_location="cpu")
     cfg = TrainConfig(**ckpt["config"])
     state = TrainState.from_checkpoint(ckpt["state"])
     ema = EMA(build_digit_unet(NUM_CLASSES, IMAGE_SIZE), cfg.ema_decay)

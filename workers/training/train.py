@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     threads: int = 0
+    device: str = "cpu"
 
 
 @dataclass
@@ -106,6 +107,12 @@ def _save_checkpoint(cfg: TrainConfig, state: TrainState, model, ema, optimizer,
     os.replace(tmp, path)
 
 
+def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cuda":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     """Runs (or resumes) training until ``cfg.steps``; returns the EMA model and the state."""
     if cfg.threads:
@@ -117,7 +124,8 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     targets = torch.from_numpy(labels)
     null_class = NUM_CLASSES
 
-    model = build_digit_unet(NUM_CLASSES, IMAGE_SIZE)
+    device = torch.device(cfg.device)
+    model = build_digit_unet(NUM_CLASSES, IMAGE_SIZE).to(device)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     scheduler = noise_scheduler_for(cfg)
@@ -125,20 +133,23 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     state = TrainState()
 
     if _checkpoint_path(cfg).exists():
-        ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
+        ckpt = torch.load(_checkpoint_path(cfg), weights_only=False, map_location=device)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        rng.set_state(ckpt["torch_rng"])
+        rng.set_state(ckpt["torch_rng"].cpu())
         state = TrainState.from_checkpoint(ckpt["state"])
         log.info("resumed from step %d (%.0f s of training so far)", state.step, state.wall_seconds)
 
     model.train()
+    loss_ema = None if math.isnan(state.loss_ema) else torch.tensor(state.loss_ema, device=device)
     started = time.perf_counter() - state.wall_seconds
     progress = tqdm(total=cfg.steps, initial=state.step, unit="step", disable=None)
     while state.step < cfg.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(state.step, cfg)
+        # every random draw comes from one CPU generator, so a seed gives the same batches,
+        # labels, noise and timesteps on any device
         index = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=rng)
         x0 = data[index]
         class_labels = targets[index].clone()
@@ -146,6 +157,9 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
         class_labels[dropped] = null_class
         noise = torch.randn(x0.shape, generator=rng)
         timesteps = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=rng)
+        x0, noise, timesteps, class_labels = (
+            _to_device(t, device) for t in (x0, noise, timesteps, class_labels)
+        )
         x_t = scheduler.add_noise(x0, noise, timesteps)
 
         target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
@@ -157,12 +171,15 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
         optimizer.step()
         ema.update(model)
 
-        value = float(loss.detach())
-        state.loss_ema = value if math.isnan(state.loss_ema) else 0.98 * state.loss_ema + 0.02 * value
+        # the running loss stays on the device: reading it every step would stall a GPU
+        detached = loss.detach()
+        loss_ema = detached if loss_ema is None else 0.98 * loss_ema + 0.02 * detached
         state.step += 1
-        state.wall_seconds = time.perf_counter() - started
         progress.update(1)
-        progress.set_postfix(loss=f"{state.loss_ema:.4f}")
+        if state.step % 50 == 0 or state.step == cfg.steps or state.step % cfg.checkpoint_every == 0:
+            state.loss_ema = float(loss_ema)
+            progress.set_postfix(loss=f"{state.loss_ema:.4f}")
+        state.wall_seconds = time.perf_counter() - started
         if state.step % 50 == 0 or state.step == cfg.steps:
             state.loss_history.append((state.step, round(state.loss_ema, 5)))
             rate = state.wall_seconds / state.step
