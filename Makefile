@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-slow lint format bench eval train clean
+.PHONY: venv run test test-slow lint format bench eval eval-quick train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,11 +36,18 @@ format: $(STAMP)
 bench: $(STAMP)  ## service vs in-process floors vs a thread-pool peer; writes bench/results/latest.json
 	$(PY) -m bench.throughput
 
-eval: $(STAMP)  ## class accuracy of the bundled model vs guidance; writes eval/results/
+eval: $(STAMP)  ## class accuracy vs guidance, then the full sampling-noise sweep (about 20 min); writes eval/results/
 	$(PY) -m workers.evaluation.class_accuracy
+	$(PY) -m workers.evaluation.noise_sweep
+
+eval-quick: $(STAMP)  ## the sampling-noise sweep on a few settings, small n (about 2 min); writes eval/results/noise/quick/
+	$(PY) -m workers.evaluation.noise_sweep --quick
 
 train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)
 	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 4000 --out workers/models/mnist-unet
+
+fit-gauss: $(STAMP)  ## refit the exact-score reference model mnist-gauss (seconds; deterministic)
+	$(PY) -m workers.models.fit_gaussian --out workers/models/mnist-gauss --components 32
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

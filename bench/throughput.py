@@ -198,25 +198,33 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             ("service", lambda i: post(service, i)),
             ("peer", lambda i: post(peer, i)),
         ]
-        for n in range(args.single_requests):  # one client: one request of each setting in turn
+        # one client: one request of each setting in turn
+        for n in range(args.single_requests):
             for name, one in one_client[n % 3 :] + one_client[: n % 3]:
                 took = one(100 + n)
                 record((name, 1), [took], took)
 
-        def batched(first: int) -> tuple[list[float], float]:
-            took = direct.run(range(first, first + args.clients))
-            return [took] * args.clients, took
+        per_burst = args.clients * args.per_client
 
-        crowd: list[tuple[str, Callable[[int], tuple[list[float], float]]]] = [
-            ("direct-batched", batched),
-            ("service", lambda first: concurrent(service, args.clients, range(first, first + args.clients))),
-            ("peer", lambda first: concurrent(peer, args.clients, range(first, first + args.clients))),
-            ("service", lambda first: concurrent(service, 4, range(first, first + 4))),
+        def batched(first: int) -> tuple[list[float], float]:
+            # the floor: each client's requests run in lockstep, one batch of `clients` at a time
+            lat: list[float] = []
+            began = time.perf_counter()
+            for k in range(args.per_client):
+                took = direct.run(range(first + k * args.clients, first + (k + 1) * args.clients))
+                lat += [took] * args.clients
+            return lat, time.perf_counter() - began
+
+        crowd: list[tuple[str, int, Callable[[int], tuple[list[float], float]]]] = [
+            ("direct-batched", args.clients, batched),
+            ("service", args.clients, lambda i: concurrent(service, args.clients, range(i, i + per_burst))),
+            ("peer", args.clients, lambda i: concurrent(peer, args.clients, range(i, i + per_burst))),
+            ("service", 4, lambda i: concurrent(service, 4, range(i, i + 4 * args.per_client))),
         ]
         for r in range(args.rounds):  # many clients: one burst of each setting in turn
-            for k, (name, burst) in enumerate(crowd[r % 4 :] + crowd[: r % 4]):
-                lat, wall = burst(1000 + 100 * r + 20 * k)
-                record((name, len(lat)), lat, wall)
+            for k, (name, clients, burst) in enumerate(crowd[r % 4 :] + crowd[: r % 4]):
+                lat, wall = burst(1000 + 200 * r + 50 * k)
+                record((name, clients), lat, wall)
 
     labels = {
         "direct": "direct",
@@ -263,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--single-requests", type=int, default=9, help="one-client requests per setting")
     parser.add_argument("--rounds", type=int, default=3, help="bursts of concurrent requests per setting")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in a burst")
+    parser.add_argument(
+        "--per-client", type=int, default=2, help="requests each client sends back to back in a burst"
+    )
     parser.add_argument("--max-batch", type=int, default=32, help="the worker's rows per forward")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from app.contract import ResolvedConfig
+from app.contract import MODELS_KEY, ResolvedConfig, worker_heartbeat_key
 from devstack.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,30 +62,54 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def _running_worker(
+    redis_server: RedisServer, redis_client: redis.Redis, log_path: Path, name: str, **env_extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process (``python -m workers``) until the block exits; ready once registered."""
+    env = service_env(
+        redis_server.url, DENOISE_WORKER_NAME=name, DENOISE_PROGRESS_INTERVAL_S="0", **env_extra
+    )
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log
+        )
+        try:
+            _wait_until(lambda: redis_client.exists(worker_heartbeat_key(name)), 60, name, process)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
 @pytest.fixture(scope="session")
 def worker_process(
     redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory
 ) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
     metrics_port = free_port()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = service_env(
-        redis_server.url,
-        DENOISE_METRICS_PORT=str(metrics_port),
-        DENOISE_WORKER_NAME="test-worker",
-        DENOISE_PROGRESS_INTERVAL_S="0",
-    )
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log
-        )
-        _wait_until(lambda: redis_client.exists("denoise:worker:test-worker"), 60, "worker", process)
+    with _running_worker(
+        redis_server, redis_client, log_path, "test-worker", DENOISE_METRICS_PORT=str(metrics_port)
+    ):
         yield {
             "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "log": str(log_path),
             "name": "test-worker",
         }
-        process.terminate()
-        process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def gauss_worker_process(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory
+) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A second worker serving the closed-form ``mnist-gauss`` from the same Redis, for the module
+    that asks for it; afterwards the deployment again serves ``mnist-unet`` alone (the worker
+    deletes its heartbeat on exit, the model registration is removed here)."""
+    log_path = tmp_path_factory.mktemp("gauss-worker") / "worker.log"
+    env = {"DENOISE_MODEL": "mnist-gauss", "DENOISE_METRICS_PORT": "0"}
+    with _running_worker(redis_server, redis_client, log_path, "test-gauss-worker", **env):
+        yield {"log": str(log_path), "name": "test-gauss-worker", "model": "mnist-gauss"}
+    redis_client.hdel(MODELS_KEY, "mnist-gauss")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,10 @@
-"""Loads a model directory written by ``workers.training`` (diffusers layout) for serving."""
+"""Loads a model directory for serving: a UNet written by ``workers.training`` (diffusers layout)
+or the closed-form Gaussian mixture written by ``workers.models.fit_gaussian``.
+
+Both directories hold ``denoise_model.json`` and ``scheduler/``; its ``architecture`` key says
+which network follows (``unet2d``, the default when absent, or ``gaussian_mixture``). Either is
+served as a ``torch.nn.Module`` called like ``UNet2DModel``: ``unet(x_t, t, class_labels=...).sample``.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,37 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from app.contract import ModelInfo
+from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDenoiser, load_gaussian_mixture
 from workers.models.registry import RegistryEntry
 
 MODEL_METADATA_FILE = "denoise_model.json"
+Architecture = Literal["unet2d", "gaussian_mixture"]
 
 
 @dataclass
 class LoadedModel:
     info: ModelInfo
-    unet: UNet2DModel
+    unet: torch.nn.Module  # UNet2DModel, or GaussianMixtureDenoiser (``unet.mixture``)
     scheduler_config: dict[str, Any]
     null_class: int | None
     device: torch.device
     dtype: torch.dtype
     load_seconds: float
+
+    @property
+    def mixture(self) -> GaussianMixture:
+        """The closed-form model behind ``unet`` (``architecture: gaussian_mixture``), typed."""
+        if not isinstance(self.unet, GaussianMixtureDenoiser):
+            raise TypeError(
+                f"model {self.info.name!r} is a {type(self.unet).__name__}, not a Gaussian mixture"
+            )
+        return self.unet.mixture
 
 
 def read_model_info(
@@ -52,6 +69,29 @@ def read_model_info(
     return info, scheduler_config, metadata.get("null_class")
 
 
+def read_architecture(path: Path) -> Architecture:
+    """The network a model directory holds (``unet2d`` when ``denoise_model.json`` names none)."""
+    architecture = json.loads((path / MODEL_METADATA_FILE).read_text()).get("architecture", "unet2d")
+    valid: tuple[Architecture, ...] = get_args(Architecture)
+    if architecture not in valid:
+        raise ValueError(f"{path}: architecture {architecture!r} is not one of {', '.join(valid)}")
+    return architecture  # type: ignore[no-any-return]
+
+
+def _load_unet(
+    path: Path, device: torch.device, dtype: torch.dtype, channels_last: bool, compile_unet: bool
+) -> torch.nn.Module:
+    unet = UNet2DModel.from_pretrained(
+        path / "unet", use_safetensors=True, low_cpu_mem_usage=False, torch_dtype=dtype
+    )
+    unet = unet.to(device=device).eval().requires_grad_(False)
+    if channels_last and device.type == "cuda":
+        unet = unet.to(memory_format=torch.channels_last)
+    if compile_unet:
+        unet = torch.compile(unet, dynamic=True)
+    return unet  # type: ignore[no-any-return]
+
+
 @torch.inference_mode()
 def _warm_up(
     unet: torch.nn.Module, info: ModelInfo, null_class: int | None, device: torch.device, dtype: torch.dtype
@@ -74,19 +114,20 @@ def load_model(
     channels_last: bool = False,
     compile_unet: bool = False,
 ) -> LoadedModel:
-    """Loads weights and metadata; ``channels_last`` applies on CUDA only (it slows CPU convs)."""
+    """Loads weights and metadata. ``channels_last`` (CUDA only: it slows CPU convs) and
+    ``compile_unet`` apply to UNets only."""
     started = time.perf_counter()
     info, scheduler_config, null_class = read_model_info(entry.name, entry.path, entry.description)
     if info.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"model {entry.name!r}: prediction_type {info.prediction_type!r} is not served")
-    unet = UNet2DModel.from_pretrained(
-        entry.path / "unet", use_safetensors=True, low_cpu_mem_usage=False, torch_dtype=dtype
-    )
-    unet = unet.to(device=device).eval().requires_grad_(False)
-    if channels_last and device.type == "cuda":
-        unet = unet.to(memory_format=torch.channels_last)
-    if compile_unet:
-        unet = torch.compile(unet, dynamic=True)
+    unet: torch.nn.Module
+    if read_architecture(entry.path) == "gaussian_mixture":
+        # the closed form runs in float64 whatever ``dtype`` (inputs and outputs are cast), and
+        # has no convolutions to re-layout or compile
+        mixture = load_gaussian_mixture(entry.path)
+        unet = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
+    else:
+        unet = _load_unet(entry.path, device, dtype, channels_last, compile_unet)
     _warm_up(unet, info, null_class, device, dtype)
     return LoadedModel(
         info=info,
