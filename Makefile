@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-slow lint format bench eval eval-quick train fit-gauss clean
+.PHONY: venv run test reliability test-slow lint format bench eval eval-quick train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,7 +19,10 @@ run: $(STAMP)  ## redis-server + one worker + the API on :8000; Ctrl-C stops all
 	$(PY) -m devstack
 
 test: $(STAMP)  ## the default (fast) test run
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not reliability"
+
+reliability: $(STAMP)  ## fault injection: kill -9, poison jobs, SIGTERM, Redis restart, bursts, schemathesis
+	$(PY) -m pytest -m reliability -s
 
 test-slow: $(STAMP)  ## model-quality evaluation and other long tests
 	$(PY) -m pytest -m slow

@@ -38,6 +38,37 @@ def worker_heartbeat_key(worker: str) -> str:
 
 WORKER_HEARTBEAT_PATTERN = f"{KEY_PREFIX}:worker:*"
 
+
+def queued_jobs_key(model: str) -> str:
+    """Sorted set of the job hashes of ``model`` still queued (score: submission time).
+
+    Its size is the exact count that back-pressure caps: the submit script adds a job, and every
+    script that moves a job out of ``queued`` (start, cancel, finish) removes it. Each job hash
+    names its set in the ``QUEUED_SET_FIELD`` field, so the scripts need no key name of their own.
+    """
+    return f"{KEY_PREFIX}:queued:{model}"
+
+
+QUEUED_SET_FIELD = "queued_set"  # job hash field (JSON string): the job's queued_jobs_key
+
+
+def idempotency_key(principal: str, key: str) -> str:
+    """String with a TTL: the job an ``Idempotency-Key`` created, scoped to the caller."""
+    return f"{KEY_PREFIX}:idempotency:{principal}:{key}"
+
+
+def rate_limit_key(principal: str) -> str:
+    """Hash holding one caller's token bucket (tokens, last refill time)."""
+    return f"{KEY_PREFIX}:ratelimit:{principal}"
+
+
+def dead_letter_stream_key(model: str) -> str:
+    """Stream of entries of ``model``'s job stream that no worker could run (poison, corrupt)."""
+    return f"{KEY_PREFIX}:dead:{model}"
+
+
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
 # ------------------------------------------------------------------- closed choices
 SamplerName = Literal["ddpm", "ddim", "dpmpp_2m", "unipc", "euler", "euler_a"]
 ScheduleName = Literal["uniform", "leading", "linspace", "quadratic", "cosine", "karras"]
@@ -346,4 +377,4 @@ class WorkerHeartbeat(BaseModel):
     at: float
 
 
-JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.access import caller
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics
@@ -32,3 +33,4 @@ SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 QueueDep = Annotated[JobQueue, Depends(_queue)]
 EventsDep = Annotated[JobEvents, Depends(_events)]
 MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
+CallerDep = Annotated[str, Depends(caller)]

@@ -3,7 +3,9 @@
 One pub/sub subscription per API process feeds an in-memory map of waiters. Pub/sub is
 at-most-once (a message sent while the subscription reconnects is lost), so a waiter also
 re-reads the job record after subscribing and at least every ``recheck_s`` seconds: a lost
-message costs at most that much latency, never a stuck request.
+message costs at most that much latency, never a stuck request. A waiter never outlives its
+timeout: while Redis is unreachable it keeps its last known record and retries until then, and
+on shutdown (``drain``) every waiter answers at once, so the client gets its job's URL.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections import defaultdict
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from app.contract import EVENTS_CHANNEL, TERMINAL_STATUSES, JobRecord
 from app.job_queue import JobQueue
@@ -29,8 +32,11 @@ class JobEvents:
         self.recheck_s = recheck_s
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._listen(), name="job-events")
 
     async def stop(self) -> None:
@@ -38,6 +44,17 @@ class JobEvents:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def drain_threadsafe(self) -> None:
+        """From a signal handler or another thread: every waiter answers now with what it has."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._draining = True
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     async def _listen(self) -> None:
         while True:
@@ -54,18 +71,30 @@ class JobEvents:
                 log.warning("event subscription lost (%s); resubscribing in 1 s", error)
                 await asyncio.sleep(1.0)
 
-    async def wait_finished(self, job_id: str, timeout_s: float) -> JobRecord | None:
-        """The job's record once it is finished, or its latest record at ``timeout_s``."""
+    async def wait_finished(self, job_id: str, timeout_s: float, known: JobRecord) -> JobRecord:
+        """The job's record once it is finished, else its latest record at ``timeout_s``.
+
+        ``known`` is the record the caller already has; it is returned when Redis cannot be read
+        (the client still learns the job's URL) or when the record has expired meanwhile.
+        """
         event = asyncio.Event()
         self._waiters[job_id].add(event)
         deadline = time.monotonic() + timeout_s
+        latest = known
         try:
             while True:
                 event.clear()  # before the read: a message arriving after it is not lost
-                record = await self.queue.get(job_id)
+                try:
+                    record = await self.queue.get(job_id)
+                except RedisError as error:
+                    log.warning("job %s: cannot read its record (%s); still waiting", job_id, error)
+                else:
+                    if record is None:  # expired meanwhile
+                        return latest
+                    latest = record
                 remaining = deadline - time.monotonic()
-                if record is None or record.status in TERMINAL_STATUSES or remaining <= 0:
-                    return record
+                if latest.status in TERMINAL_STATUSES or remaining <= 0 or self._draining:
+                    return latest
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=min(remaining, self.recheck_s))
         finally:

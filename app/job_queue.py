@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,21 +20,52 @@ from app.contract import (
     ModelInfo,
     ResolvedConfig,
     WorkerHeartbeat,
+    idempotency_key,
     job_key,
     jobs_stream_key,
+    queued_jobs_key,
     record_from_hash,
     record_to_hash,
 )
+from app.errors import CorruptJobRecord, IdempotencyKeyReused, TooManyRequests
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's ``Idempotency-Key``, scoped to the caller, and the fingerprint of its request."""
+
+    principal: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: JobRecord
+    replayed: bool  # True: the Idempotency-Key had already created this job
+    queued: int | None  # the model's queued jobs after this submission (None on a replay)
 
 
 class JobQueue:
-    def __init__(self, client: aioredis.Redis, job_ttl_s: int, models_cache_s: float) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        job_ttl_s: int,
+        models_cache_s: float,
+        max_queued_jobs: int = 1000,
+        queue_full_retry_after_s: int = 2,
+        idempotency_ttl_s: int = 86_400,
+    ) -> None:
         self.client = client
         self.job_ttl_s = job_ttl_s
         self.models_cache_s = models_cache_s
+        self.max_queued_jobs = max_queued_jobs
+        self.queue_full_retry_after_s = queue_full_retry_after_s
+        self.idempotency_ttl_s = idempotency_ttl_s
         self._models: dict[str, ModelInfo] = {}
         self._models_read_at = 0.0
         self._cancel = client.register_script(job_scripts.CANCEL)
+        self._submit = client.register_script(job_scripts.SUBMIT)
 
     async def models(self) -> dict[str, ModelInfo]:
         """Models that workers have registered (cached for ``models_cache_s``)."""
@@ -44,8 +76,15 @@ class JobQueue:
             self._models_read_at = now
         return self._models
 
-    async def submit(self, config: ResolvedConfig, timeout_s: float) -> JobRecord:
-        """Stores the job record and appends its id to the model's stream, atomically."""
+    async def submit(
+        self, config: ResolvedConfig, timeout_s: float, idempotency: Idempotency | None = None
+    ) -> Submission:
+        """Stores the job record and appends its id to the model's stream, in one atomic script.
+
+        Raises:
+            TooManyRequests: the model already has ``max_queued_jobs`` queued jobs.
+            IdempotencyKeyReused: the key created a job for a different request.
+        """
         now = time.time()
         record = JobRecord(
             id=uuid.uuid4().hex,
@@ -55,17 +94,46 @@ class JobQueue:
             created_at=now,
             deadline_at=now + timeout_s,
         )
-        pipe = self.client.pipeline(transaction=True)
-        fields: dict[Any, Any] = record_to_hash(record)
-        pipe.hset(job_key(record.id), mapping=fields)
-        pipe.expire(job_key(record.id), self.job_ttl_s)
-        pipe.xadd(jobs_stream_key(config.model), {"job": record.id})
-        await pipe.execute()
-        return record
+        keys = [job_key(record.id), jobs_stream_key(config.model), queued_jobs_key(config.model)]
+        if idempotency is not None:
+            keys.append(idempotency_key(idempotency.principal, idempotency.key))
+        args: list[Any] = [
+            record.id,
+            repr(now),
+            self.job_ttl_s,
+            self.max_queued_jobs,
+            self.idempotency_ttl_s,
+            idempotency.fingerprint if idempotency else "",
+        ]
+        for name, value in record_to_hash(record).items():
+            args.extend([name, value])
+        outcome, *rest = await self._submit(keys=keys, args=args)
+        if outcome == "created":
+            return Submission(record, replayed=False, queued=int(rest[1]))
+        if outcome == "replay":
+            flat = rest[1]
+            return Submission(
+                self._decode(rest[0], dict(zip(flat[::2], flat[1::2], strict=True))), True, None
+            )
+        if outcome == "conflict":
+            assert idempotency is not None
+            raise IdempotencyKeyReused(idempotency.key, str(rest[0]))
+        raise TooManyRequests(
+            f"model {config.model!r} has {rest[0]} queued jobs, the cap of this deployment "
+            f"(max_queued_jobs={self.max_queued_jobs}); nothing was enqueued, retry later",
+            self.queue_full_retry_after_s,
+        )
 
     async def get(self, job_id: str) -> JobRecord | None:
         fields = await self.client.hgetall(job_key(job_id))
-        return record_from_hash(fields) if fields else None
+        return self._decode(job_id, fields) if fields else None
+
+    @staticmethod
+    def _decode(job_id: str, fields: dict[Any, Any]) -> JobRecord:
+        try:
+            return record_from_hash(fields)
+        except ValueError as error:  # not JSON, or not a job: refused, never decoded otherwise
+            raise CorruptJobRecord(f"job {job_id}: its record is not valid JSON of the contract") from error
 
     async def cancel(self, job_id: str) -> str:
         """'cancelled', 'cancelling', 'missing', or 'already <status>' for a finished job."""
@@ -75,8 +143,15 @@ class JobQueue:
         if outcome == "cancelled":
             await self.client.publish(EVENTS_CHANNEL, job_id)
         if outcome.startswith("already:"):
-            return f"already {json.loads(outcome.removeprefix('already:'))}"
+            try:
+                return f"already {json.loads(outcome.removeprefix('already:'))}"
+            except ValueError as error:
+                raise CorruptJobRecord(f"job {job_id}: its status is not valid JSON") from error
         return str(outcome)
+
+    async def queued(self, model: str) -> int:
+        """Jobs of ``model`` not yet started: the number that back-pressure caps."""
+        return int(await self.client.zcard(queued_jobs_key(model)))
 
     async def queue_depth(self, model: str) -> int:
         """Entries not yet delivered to any worker plus those delivered but not acknowledged."""
@@ -86,7 +161,9 @@ class JobQueue:
             return 0
         for group in groups:
             if group["name"] == CONSUMER_GROUP:
-                lag = group.get("lag") or 0
+                lag = group.get("lag")
+                if lag is None:  # Redis < 7 has no lag: undelivered entries are queued jobs
+                    lag = await self.queued(model)
                 return int(lag) + int(group.get("pending") or 0)
         return int(await self.client.xlen(jobs_stream_key(model)))
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from app.access import AccessControl, ApiKeys, RateLimiter, guard
+from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
@@ -24,6 +30,44 @@ the request. `GET /v1/samplers` says which sampler honours which knob; a knob th
 sampler would ignore is refused with a 422 rather than dropped silently.
 """
 
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid API key"}}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Rate limit reached: retry after the Retry-After header's seconds"}
+}
+
+
+def redis_client(settings: ApiSettings, read_timeout: bool = True) -> aioredis.Redis:
+    """A client that fails fast while Redis is away and reconnects by itself when it is back.
+
+    One immediate retry on a connection error replaces a pooled connection that a Redis restart
+    closed; a timeout is not retried (redis-py's default would retry ten times, with backoff), so
+    an unreachable or hung Redis costs one ``redis_timeout_s``, and the route answers 503.
+    """
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        encoding_errors="replace",  # bytes that are not UTF-8 fail JSON decoding, never a reader
+        socket_timeout=settings.redis_timeout_s if read_timeout else None,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        health_check_interval=30,
+    )
+
+
+def _include(app: FastAPI, router: APIRouter, settings: ApiSettings) -> None:
+    """Includes a router route by route: paths in ``open_paths`` skip the key check and rate limit."""
+    keys, limited = bool(settings.api_keys), settings.rate_limit_per_s > 0
+    dependencies = guard(keys, limited)
+    responses = {**(UNAUTHORIZED if keys else {}), **(RATE_LIMITED if limited else {})}
+    for route in router.routes:
+        single = APIRouter()
+        single.routes.append(route)
+        if dependencies and getattr(route, "path", None) not in settings.open_paths:
+            app.include_router(single, dependencies=dependencies, responses=responses)
+        else:
+            app.include_router(single)
+
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
@@ -31,23 +75,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-            health_check_interval=30,
-        )
+        client = redis_client(settings)
         # the subscription blocks for messages, so it gets a client without a read timeout
-        listener = aioredis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_connect_timeout=settings.redis_timeout_s
+        listener = redis_client(settings, read_timeout=False)
+        queue = JobQueue(
+            client,
+            settings.job_ttl_s,
+            settings.models_cache_s,
+            max_queued_jobs=settings.max_queued_jobs,
+            queue_full_retry_after_s=settings.queue_full_retry_after_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
         )
-        queue = JobQueue(client, settings.job_ttl_s, settings.models_cache_s)
         events = JobEvents(listener, queue)
+        keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+        limiter = RateLimiter(client, settings.rate_limit_per_s, settings.rate_limit_burst)
         app.state.settings = settings
         app.state.queue = queue
         app.state.events = events
         app.state.metrics = metrics
+        app.state.access = AccessControl(keys, limiter, metrics)
         await events.start()
         try:
             yield
@@ -58,7 +104,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Denoising service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    # inside the metrics middleware, so that a 413 is counted like any other answer
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        on_reject=metrics.rejected.labels("body_too_large").inc,
+    )
     install_metrics_middleware(app, metrics)
     for module in (generations, jobs, catalog, health):
-        app.include_router(module.router)
+        _include(app, module.router, settings)
     return app
+
+
+def release_waiters(app: FastAPI) -> None:
+    """On shutdown (from a signal handler): sync requests stop waiting and answer 202 now."""
+    events: JobEvents | None = getattr(app.state, "events", None)
+    if events is not None:
+        events.drain_threadsafe()

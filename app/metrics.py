@@ -35,9 +35,16 @@ class ApiMetrics:
             ["model"],
             registry=r,
         )
+        self.queued_jobs = Gauge(
+            "denoise_api_queued_jobs",
+            "Jobs of a model not yet started (the number max_queued_jobs caps)",
+            ["model"],
+            registry=r,
+        )
         self.rejected = Counter(
             "denoise_api_rejected_total",
-            "Requests refused before enqueueing, by reason",
+            "Requests refused before enqueueing, by reason: queue_full, rate_limited, unauthorized, "
+            "body_too_large",
             ["reason"],
             registry=r,
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.contract import (
     ABSOLUTE_MAX_GUIDANCE,
@@ -12,6 +15,18 @@ from app.contract import (
     ABSOLUTE_MAX_TIMEOUT_S,
 )
 from app.resolution import Limits
+
+OPERATIONS_PATHS = ["/healthz", "/readyz", "/metrics"]
+
+
+def _list_from_env(value: object) -> object:
+    """A list setting from the environment: a JSON array, or comma-separated values."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class ApiSettings(BaseSettings):
@@ -34,7 +49,67 @@ class ApiSettings(BaseSettings):
     job_ttl_s: int = Field(86_400, ge=60, description="how long an unfinished job record is kept")
     heartbeat_stale_s: float = Field(15.0, gt=0, description="readiness: a worker beat newer than this")
     models_cache_s: float = Field(2.0, ge=0, description="how long the model list read from Redis is reused")
-    redis_timeout_s: float = Field(1.0, gt=0, description="socket timeout for Redis calls")
+    redis_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="connect and read timeout of each Redis call; a route that needs an unreachable "
+        "Redis answers 503 within about this long",
+    )
+
+    # -- overload and bad input
+    max_queued_jobs: int = Field(
+        1000, ge=1, description="queued (not yet started) jobs per model; over it a POST is a 429"
+    )
+    queue_full_retry_after_s: int = Field(2, ge=1, description="Retry-After of a 429 for a full queue")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="larger request bodies are a 413 before they are parsed"
+    )
+    idempotency_ttl_s: int = Field(
+        86_400, ge=1, description="how long an Idempotency-Key returns the job it created"
+    )
+
+    # -- access control
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="accepted API keys (a JSON array or comma-separated); empty: the API is open",
+    )
+    rate_limit_per_s: float = Field(
+        0.0, ge=0, description="requests per second per API key (per client address when open); 0: off"
+    )
+    rate_limit_burst: int = Field(20, ge=1, description="token-bucket size: requests allowed at once")
+    open_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(OPERATIONS_PATHS),
+        description="paths served without an API key or rate limit (/docs and /openapi.json always are)",
+    )
+
+    # -- shutdown
+    graceful_shutdown_s: int = Field(
+        30, ge=0, description="on SIGTERM, in-flight requests get this long to finish"
+    )
+
+    @field_validator("api_keys", "open_paths", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _list_from_env(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            secret = key.get_secret_value()
+            # keys travel in HTTP headers: visible ASCII only, and no comma (the list separator)
+            if not secret or not all(0x21 <= ord(c) <= 0x7E and c != "," for c in secret):
+                raise ValueError("an API key must be visible ASCII characters without commas")
+        return keys
+
+    @field_validator("open_paths")
+    @classmethod
+    def _check_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/"):
+                raise ValueError(f"open path {path!r} must start with '/'")
+        return paths
 
     def limits(self) -> Limits:
         return Limits(

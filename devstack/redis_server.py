@@ -41,16 +41,23 @@ class RedisServer:
     """A redis-server child process on 127.0.0.1 with its data in a private directory."""
 
     def __init__(
-        self, port: int | None = None, appendonly: bool = True, data_dir: Path | None = None
+        self,
+        port: int | None = None,
+        appendonly: bool = True,
+        data_dir: Path | None = None,
+        password: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password  # None: no AUTH (the default user needs no password)
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="denoise-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.password is not None:
+            return f"redis://default:{self.password}@127.0.0.1:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
@@ -71,11 +78,13 @@ class RedisServer:
             "--loglevel",
             "warning",
         ]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode() if self.process.stderr else ""

@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -169,3 +170,77 @@ def bundled_model():  # type: ignore[no-untyped-def]
 
     torch.set_num_threads(1)
     return load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)
+
+
+# ------------------------------------------------------------- more API processes
+@dataclass
+class ApiProcess:
+    """An API process (``python -m app``) started with its own settings."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def running_api(
+    redis_url: str, log_path: Path, ready_path: str = "/readyz", **env_extra: str
+) -> Iterator[ApiProcess]:
+    """A real API process until the block exits; ready once ``ready_path`` answers 200.
+
+    ``env_extra`` are settings as environment variables (``DENOISE_MAX_QUEUED_JOBS="5"``).
+    """
+    port = free_port()
+    env = service_env(redis_url, DENOISE_PORT=str(port), **env_extra)
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        try:
+            headers = (
+                {"X-API-Key": env["DENOISE_API_KEYS"].split(",")[0]} if "DENOISE_API_KEYS" in env else {}
+            )
+            _wait_until(
+                lambda: httpx.get(f"{url}{ready_path}", headers=headers).status_code == 200,
+                30,
+                "api",
+                process,
+            )
+            yield ApiProcess(url=url, process=process, log=log_path)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture(scope="session")
+def start_api(redis_server: RedisServer, tmp_path_factory) -> Iterator[Callable[..., ApiProcess]]:  # type: ignore[no-untyped-def]
+    """Starts more API processes, each with its own settings, stopped at the end of the session.
+
+    ``start_api(DENOISE_MAX_QUEUED_JOBS="5")`` serves the session's Redis (and so its worker: ask
+    for ``worker_process`` too, readiness needs a worker heartbeat); ``redis_url=`` points one at
+    a Redis of its own, and ``ready_path="/healthz"`` waits only for the process to answer.
+    """
+    with ExitStack() as stack:
+
+        def start(redis_url: str | None = None, ready_path: str = "/readyz", **env_extra: str) -> ApiProcess:
+            log_path = tmp_path_factory.mktemp("api-extra") / "api.log"
+            return stack.enter_context(
+                running_api(redis_url or redis_server.url, log_path, ready_path, **env_extra)
+            )
+
+        yield start
+
+
+@contextmanager
+def running_worker(server: RedisServer, log_path: Path, name: str, **env_extra: str) -> Iterator[None]:
+    """A real worker process on ``server`` (any Redis, e.g. one a test stops and restarts)."""
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        with _running_worker(server, client, log_path, name, **env_extra):
+            yield
+    finally:
+        client.close()

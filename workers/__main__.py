@@ -47,7 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("workers").info(
         "loaded model %s on %s/%s in %.2f s", settings.model, device, dtype, model.load_seconds
     )
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+    # a stream entry or record with bytes that are not UTF-8 (a pickle, say) must reach the
+    # dead-letter path, not crash the decoder: undecodable bytes become U+FFFD
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        encoding_errors="replace",
+        health_check_interval=30,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
     worker = Worker(settings, model, client, metrics)
 
     def stop(signum: int, _frame: object) -> None:

@@ -2,11 +2,19 @@
 
 All values are JSON (``app.contract``); status transitions go through the Lua scripts of
 ``app.job_scripts`` so that a job is finished exactly once.
+
+Leases: an entry a worker has read stays in the consumer group's pending list until it is
+acknowledged. A live worker refreshes the idle time of its in-flight entries (``XCLAIM`` to
+itself, ``JUSTID``) more often than ``lease``; entries idle for longer belong to a worker that
+died and are taken over with ``XAUTOCLAIM``. Entries that cannot be run (no valid job id, a
+record that is not valid JSON, a job that keeps killing its workers) are copied to the model's
+dead-letter stream and acknowledged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +25,7 @@ from app import job_scripts
 from app.contract import (
     CONSUMER_GROUP,
     EVENTS_CHANNEL,
+    JOB_ID_PATTERN,
     MODELS_KEY,
     JobError,
     JobRecord,
@@ -24,6 +33,7 @@ from app.contract import (
     ModelInfo,
     Progress,
     WorkerHeartbeat,
+    dead_letter_stream_key,
     hash_fields,
     job_key,
     jobs_stream_key,
@@ -31,11 +41,26 @@ from app.contract import (
     worker_heartbeat_key,
 )
 
+DEAD_LETTER_MAXLEN = 10_000
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+class CorruptJobRecord(ValueError):
+    """The job hash exists but is not a valid JSON job record."""
+
 
 @dataclass(frozen=True)
 class StreamEntry:
     entry_id: str
     job_id: str | None  # None when the entry is malformed
+    fields: dict[str, str]
+
+    @classmethod
+    def parse(cls, entry_id: str, fields: dict[str, str] | None) -> StreamEntry:
+        fields = dict(fields or {})
+        job_id = fields.get("job")
+        valid = job_id is not None and _JOB_ID.match(job_id) is not None and len(fields) == 1
+        return cls(entry_id=entry_id, job_id=job_id if valid else None, fields=fields)
 
 
 class WorkerJobStore:
@@ -78,11 +103,48 @@ class WorkerJobStore:
 
     @staticmethod
     def _entries(response: Any) -> list[StreamEntry]:
-        entries = []
-        for _stream, messages in response or []:
-            for entry_id, fields in messages:
-                entries.append(StreamEntry(entry_id=entry_id, job_id=fields.get("job")))
-        return entries
+        return [
+            StreamEntry.parse(entry_id, fields)
+            for _stream, messages in response or []
+            for entry_id, fields in messages
+        ]
+
+    def refresh_leases(self, entry_ids: list[str]) -> None:
+        """Resets the idle time of this worker's in-flight entries, so nobody takes them over."""
+        ids: list[Any] = list(entry_ids)
+        if ids:
+            self.client.xclaim(
+                self.stream,
+                CONSUMER_GROUP,
+                self.worker,
+                min_idle_time=0,
+                message_ids=ids,
+                justid=True,
+            )
+
+    def reclaim(self, count: int, lease_s: float) -> list[StreamEntry]:
+        """Takes over up to ``count`` entries idle for longer than ``lease_s`` (their worker died)."""
+        response: Any = self.client.xautoclaim(
+            self.stream, CONSUMER_GROUP, self.worker, min_idle_time=int(lease_s * 1000), count=count
+        )
+        claimed = response[1] if response else []
+        # an entry deleted from the stream comes back without fields: nothing to run
+        return [StreamEntry.parse(entry_id, fields) for entry_id, fields in claimed]
+
+    def dead_letter(self, entry: StreamEntry, reason: str, job_id: str | None = None) -> None:
+        """Copies the entry to the dead-letter stream with the reason, and acknowledges it."""
+        record = {
+            "entry": entry.entry_id,
+            "job": job_id or entry.job_id or "",
+            "fields": json.dumps(entry.fields, ensure_ascii=True)[:4096],
+            "reason": reason[:1000],
+            "worker": self.worker,
+            "at": f"{time.time():.3f}",
+        }
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(dead_letter_stream_key(self.model), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        pipe.xack(self.stream, CONSUMER_GROUP, entry.entry_id)
+        pipe.execute()
 
     def ack(self, entry_id: str) -> None:
         self.client.xack(self.stream, CONSUMER_GROUP, entry_id)
@@ -96,7 +158,12 @@ class WorkerJobStore:
         if not attempts:
             return None
         fields = self.client.hgetall(job_key(job_id))
-        return record_from_hash(fields) if fields else None
+        if not fields:
+            return None
+        try:
+            return record_from_hash(fields)
+        except ValueError as error:  # JSONDecodeError and pydantic's ValidationError alike
+            raise CorruptJobRecord(f"job {job_id}: the record is not a valid job: {error}") from error
 
     def write_progress(self, progress: dict[str, Progress]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -57,6 +57,21 @@ class WorkerMetrics:
         self.jobs_finished = Counter(
             "denoise_worker_jobs_finished_total", "Jobs finished, by status", ["status"], registry=r
         )
+        self.reclaimed = Counter(
+            "denoise_worker_jobs_reclaimed_total",
+            "Jobs taken over from a worker whose lease ran out (it died)",
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "denoise_worker_dead_lettered_total",
+            "Stream entries moved to the dead-letter stream (malformed, corrupt, or poison jobs)",
+            registry=r,
+        )
+        self.results_discarded = Counter(
+            "denoise_worker_results_discarded_total",
+            "Results not stored because the job had already been finished (by another worker)",
+            registry=r,
+        )
         self.images = Counter("denoise_worker_images_generated_total", "Images generated", registry=r)
         self.model_load = Gauge("denoise_worker_model_load_seconds", "Time to load the model", registry=r)
         self.busy = Gauge("denoise_worker_busy", "1 while images are in flight", registry=r)

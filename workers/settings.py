@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workers.models.registry import BUNDLED_REGISTRY
@@ -35,7 +35,31 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_ttl_s: float = Field(10.0, gt=0)
     block_ms: int = Field(1000, ge=10, description="how long an idle worker blocks on the stream")
+    redis_timeout_s: float = Field(
+        5.0, gt=0, description="socket timeout for Redis calls (must exceed block_ms)"
+    )
     shutdown_grace_s: float = Field(
         120.0, ge=0, description="after SIGTERM, how long in-flight jobs may run before the worker exits"
     )
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="a job whose worker has not refreshed its claim for this long is taken over by another",
+    )
+    reclaim_interval_s: float = Field(5.0, gt=0, description="how often a worker looks for abandoned jobs")
+    max_deliveries: int = Field(
+        3, ge=1, le=100, description="a job started this many times without finishing is dead-lettered"
+    )
     progress_interval_s: float = Field(0.25, ge=0, description="minimum time between progress writes")
+
+    @model_validator(mode="after")
+    def _blocking_read_fits_the_socket_timeout(self) -> WorkerSettings:
+        if self.block_ms / 1000 >= self.redis_timeout_s:
+            raise ValueError(
+                f"block_ms ({self.block_ms}) must be shorter than redis_timeout_s ({self.redis_timeout_s} s)"
+            )
+        if self.heartbeat_interval_s >= self.lease_s:
+            raise ValueError(
+                "heartbeat_interval_s must be shorter than lease_s (the lease is refreshed then)"
+            )
+        return self

@@ -29,7 +29,7 @@ from app.contract import (
     WorkerHeartbeat,
 )
 from workers.images import png_base64, to_uint8
-from workers.job_store import StreamEntry, WorkerJobStore
+from workers.job_store import CorruptJobRecord, StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel
 from workers.noise_estimate import noise_estimate
@@ -45,6 +45,10 @@ class DeadlineExceeded(Exception):
     """The job's deadline (``JobRecord.deadline_at``) passed before it finished."""
 
 
+class PoisonJob(Exception):
+    """The job was started ``max_deliveries`` times and never finished."""
+
+
 @dataclass(eq=False)
 class InFlightJob:
     record: JobRecord
@@ -52,6 +56,7 @@ class InFlightJob:
     states: list[SamplingState]
     admitted_at: float = field(default_factory=time.time)
     progress_written_at: float = 0.0
+    result: JobResult | None = None  # encoded once; kept until it is stored
 
     @property
     def job_id(self) -> str:
@@ -77,6 +82,8 @@ class Worker:
         self.jobs: list[InFlightJob] = []
         self.state: WorkerState = "starting"
         self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._reclaimed_at = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -120,6 +127,7 @@ class Worker:
                 time.sleep(1.0)
         self.state = "stopping"
         self._stop.set()
+        self._finished.set()
         with contextlib.suppress(redis.RedisError):  # it expires by itself otherwise
             self.store.clear_heartbeat()
         log.info("worker %s stopped", self.settings.worker_name)
@@ -141,21 +149,46 @@ class Worker:
             self.stop_jobs(cancelled)
         else:
             entries = self.store.read_new(count, self.settings.block_ms) if count else []
+        now = time.monotonic()
+        if admit and now - self._reclaimed_at >= self.settings.reclaim_interval_s:
+            self._reclaimed_at = now
+            room = self.settings.max_batch - self.rows_in_flight() - len(entries)
+            taken = self.store.reclaim(max(1, room // 2), self.settings.lease_s) if room > 0 else []
+            for entry in taken:
+                log.warning(
+                    "entry %s (job %s) taken over from a worker that stopped", entry.entry_id, entry.job_id
+                )
+            self.metrics.reclaimed.inc(len(taken))
+            entries += taken
         for entry in entries:
             self.start(entry)
         return len(entries)
 
     def start(self, entry: StreamEntry) -> None:
         if entry.job_id is None:
-            log.warning("entry %s has no job id; acknowledged and skipped", entry.entry_id)
-            self.store.ack(entry.entry_id)
+            self._dead_letter(entry, "malformed stream entry: expected exactly one field, job = a job id")
             return
-        record = self.store.start(entry.job_id)
+        try:
+            record = self.store.start(entry.job_id)
+        except CorruptJobRecord as error:
+            self._dead_letter(entry, str(error))
+            self._fail(entry.job_id, entry.entry_id, error)
+            return
         if record is None:
             log.info("job %s skipped: finished, cancelled or expired", entry.job_id)
             self.store.ack(entry.entry_id)
             return
         self.store.publish(record.id)
+        if record.attempts > self.settings.max_deliveries:
+            # each start counts; a job that was started this often never finished, so its
+            # workers died running it: running it again would only kill the next one
+            reason = (
+                f"started {record.attempts - 1} times without finishing (max_deliveries "
+                f"{self.settings.max_deliveries}): each worker running it stopped; dead-lettered"
+            )
+            self._dead_letter(entry, reason)
+            self._fail(record.id, entry.entry_id, PoisonJob(reason))
+            return
         if record.deadline_at is not None and time.time() > record.deadline_at:
             waited = time.time() - record.created_at
             log.info("job %s expired in the queue after %.1f s", record.id, waited)
@@ -240,9 +273,11 @@ class Worker:
         self._write_progress()
 
     def finish(self) -> None:
+        # a job leaves the list only once its result is stored: if Redis is away, the next
+        # loop retries with the same (already encoded) result
         for job in [j for j in self.jobs if j.done]:
-            self.jobs.remove(job)
             self._complete(job)
+            self.jobs.remove(job)
 
     # ------------------------------------------------------------------ helpers
     def _write_progress(self) -> None:
@@ -259,6 +294,30 @@ class Worker:
                     job.progress_written_at = now
 
     def _complete(self, job: InFlightJob) -> None:
+        if job.result is None:
+            job.result = self._result(job)
+        result = job.result
+        written = self.store.succeed(job.job_id, result, job.progress())
+        self.store.ack(job.entry_id)
+        timings = result.timings
+        self.metrics.inference.observe(timings.inference_ms / 1000)
+        self.metrics.encode.observe(timings.encode_ms / 1000)
+        self.metrics.total.observe(timings.total_ms / 1000)
+        if written:
+            self.metrics.jobs_finished.labels(status="succeeded").inc()
+            self.metrics.images.inc(len(result.images))
+        else:  # another worker (or a cancel, or the deadline) finished it first: its result stands
+            self.metrics.results_discarded.inc()
+        log.info(
+            "job %s succeeded images=%d inference_ms=%.1f total_ms=%.1f stored=%s",
+            job.job_id,
+            len(result.images),
+            timings.inference_ms,
+            timings.total_ms,
+            written,
+        )
+
+    def _result(self, job: InFlightJob) -> JobResult:
         inference_done = time.time()
         encode_started = time.perf_counter()
         cfg = job.record.config
@@ -290,22 +349,12 @@ class Worker:
             total_ms=round(1000 * max(0.0, finished - job.record.created_at), 3),
         )
         config = cfg.model_copy(update={"timesteps": visited_timesteps(job.states[0].scheduler)})
-        result = JobResult(images=images, config=config, timings=timings, worker=self.settings.worker_name)
-        written = self.store.succeed(job.job_id, result, job.progress())
-        self.store.ack(job.entry_id)
-        self.metrics.inference.observe(inference_s)
-        self.metrics.encode.observe(encode_s)
-        self.metrics.total.observe(timings.total_ms / 1000)
-        self.metrics.jobs_finished.labels(status="succeeded").inc()
-        self.metrics.images.inc(len(images))
-        log.info(
-            "job %s succeeded images=%d inference_ms=%.1f total_ms=%.1f stored=%s",
-            job.job_id,
-            len(images),
-            timings.inference_ms,
-            timings.total_ms,
-            written,
-        )
+        return JobResult(images=images, config=config, timings=timings, worker=self.settings.worker_name)
+
+    def _dead_letter(self, entry: StreamEntry, reason: str) -> None:
+        log.warning("entry %s (job %s) dead-lettered: %s", entry.entry_id, entry.job_id, reason)
+        self.store.dead_letter(entry, reason)
+        self.metrics.dead_lettered.inc()
 
     def _fail(self, job_id: str, entry_id: str, error: Exception, progress: Progress | None = None) -> None:
         self.store.fail(job_id, JobError(type=type(error).__name__, message=str(error)), progress)
@@ -325,9 +374,12 @@ class Worker:
         )
 
     def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
+        """Beats, and keeps the leases of the in-flight entries (the main loop may be in a long
+        forward); also after a stop request, while the grace period lets jobs finish."""
+        while not self._finished.wait(self.settings.heartbeat_interval_s):
             try:
                 self._beat()
+                self.store.refresh_leases([job.entry_id for job in list(self.jobs)])
                 self.store.register_model(self.model.info)
             except redis.RedisError as error:
                 log.warning("heartbeat failed: %s", error)

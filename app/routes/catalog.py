@@ -10,7 +10,9 @@ from app.deps import QueueDep
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/models", response_model=list[ModelInfo])
+@router.get(
+    "/models", response_model=list[ModelInfo], responses={503: {"description": "Redis is unreachable"}}
+)
 async def list_models(queue: QueueDep) -> list[ModelInfo]:
     """Models served by the workers: conditioning, classes, training noise schedule, defaults."""
     models = await queue.models()

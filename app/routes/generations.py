@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from app.contract import TERMINAL_STATUSES, GenerationRequest, JobView
-from app.deps import EventsDep, MetricsDep, QueueDep, SettingsDep
-from app.errors import ServiceUnavailable
+from app.deps import CallerDep, EventsDep, MetricsDep, QueueDep, SettingsDep
+from app.errors import ServiceUnavailable, TooManyRequests
+from app.job_queue import Idempotency
 from app.openapi_examples import GENERATION_EXAMPLES
 from app.resolution import resolve_request, resolve_timeout
 
 router = APIRouter(prefix="/v1", tags=["generations"])
 
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
 
-def _job_response(view: JobView, status_code: int) -> JSONResponse:
-    return JSONResponse(
-        view.model_dump(mode="json"), status_code=status_code, headers={"Location": f"/v1/jobs/{view.id}"}
+
+def _job_response(view: JobView, status_code: int, replayed: bool) -> JSONResponse:
+    headers = {"Location": f"/v1/jobs/{view.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(view.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def request_fingerprint(body: GenerationRequest, timeout_s: float) -> str:
+    """SHA-256 of the canonical JSON of the validated request (every field, defaults included)."""
+    canonical = json.dumps(
+        {"request": body.model_dump(mode="json"), "timeout_s": timeout_s},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
     )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @router.post(
@@ -27,7 +44,16 @@ def _job_response(view: JobView, status_code: int) -> JSONResponse:
     response_model=JobView,
     responses={
         202: {"model": JobView, "description": "Accepted; poll the job at the Location header"},
-        422: {"description": "A field is out of range, unknown, or not honoured by the chosen sampler"},
+        400: {"description": "The body is not text in a JSON encoding (e.g. invalid UTF-8)"},
+        413: {"description": "The request body is larger than this deployment's limit"},
+        422: {
+            "description": "A field is out of range, unknown, or not honoured by the chosen sampler; "
+            "or the Idempotency-Key is malformed or was used with a different request"
+        },
+        429: {
+            "description": "The model's queue is at its cap (or the caller's rate limit is reached); "
+            "nothing was enqueued: retry after the Retry-After header's seconds"
+        },
         503: {"description": "Redis is unreachable or no worker has registered a model yet"},
     },
 )
@@ -37,7 +63,18 @@ async def create_generation(
     queue: QueueDep,
     events: EventsDep,
     metrics: MetricsDep,
+    caller: CallerDep,
     prefer: Annotated[str | None, Header(description="`respond-async`: answer 202 at once")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="1-128 visible ASCII characters. A retry with the same key and body returns "
+            "the job the first request created (sync or async as asked); the same key with "
+            "another body is a 422",
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Sample images; waits for them up to the sync timeout unless `Prefer: respond-async`."""
     models = await queue.models()
@@ -45,9 +82,22 @@ async def create_generation(
         raise ServiceUnavailable("no worker has registered a model yet; retry shortly")
     config = resolve_request(body, models, settings.default_model, settings.limits())
     timeout_s = resolve_timeout(body.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
-    record = await queue.submit(config, timeout_s)
-    metrics.jobs_submitted.labels(config.model).inc()
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = Idempotency(caller, idempotency_key, request_fingerprint(body, timeout_s))
+    try:
+        submission = await queue.submit(config, timeout_s, idempotency)
+    except TooManyRequests:
+        metrics.rejected.labels("queue_full").inc()
+        raise
+    record = submission.record
+    if submission.queued is not None:
+        metrics.jobs_submitted.labels(config.model).inc()
+        metrics.queued_jobs.labels(config.model).set(submission.queued)
     if prefer is not None and "respond-async" in prefer.lower():
-        return _job_response(JobView.of(record), 202)
-    final = await events.wait_finished(record.id, settings.sync_timeout_s) or record
-    return _job_response(JobView.of(final), 200 if final.status in TERMINAL_STATUSES else 202)
+        return _job_response(JobView.of(record), 202, submission.replayed)
+    final = record
+    if record.status not in TERMINAL_STATUSES:
+        final = await events.wait_finished(record.id, settings.sync_timeout_s, record)
+    status_code = 200 if final.status in TERMINAL_STATUSES else 202
+    return _job_response(JobView.of(final), status_code, submission.replayed)

@@ -27,7 +27,10 @@ async def readyz(queue: QueueDep, settings: SettingsDep) -> JSONResponse:
         await queue.client.ping()
         beats = await queue.live_workers()
     except RedisError as error:
-        return JSONResponse({"status": "not ready", "reason": f"redis unreachable: {error}"}, status_code=503)
+        return JSONResponse(
+            {"status": "not ready", "reason": f"redis unreachable: {type(error).__name__}: {error}"},
+            status_code=503,
+        )
     now = time.time()
     fresh = [b for b in beats if now - b.at <= settings.heartbeat_stale_s]
     if not fresh:
@@ -47,6 +50,7 @@ async def metrics(queue: QueueDep, api_metrics: MetricsDep) -> Response:
     try:
         for model in await queue.models():
             api_metrics.queue_depth.labels(model).set(await queue.queue_depth(model))
+            api_metrics.queued_jobs.labels(model).set(await queue.queued(model))
     except RedisError:
         pass  # the request counters are still worth scraping while Redis is away
     return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)

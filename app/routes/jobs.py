@@ -16,7 +16,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="job id (32 hex digits)")]
 
 
-@router.get("/{job_id}", response_model=JobView, responses={404: {"description": "No such job (or expired)"}})
+@router.get(
+    "/{job_id}",
+    response_model=JobView,
+    responses={
+        404: {"description": "No such job (or expired)"},
+        503: {"description": "Redis is unreachable"},
+    },
+)
 async def get_job(job_id: JobIdPath, queue: QueueDep) -> JobView:
     """Status, progress (step k of n) and, once finished, the images and timings of a job."""
     record = await queue.get(job_id)
@@ -32,6 +39,7 @@ async def get_job(job_id: JobIdPath, queue: QueueDep) -> JobView:
         202: {"model": JobView, "description": "Running: it stops within one step"},
         404: {"description": "No such job"},
         409: {"description": "The job had already finished"},
+        503: {"description": "Redis is unreachable"},
     },
 )
 async def cancel_job(job_id: JobIdPath, queue: QueueDep) -> JSONResponse:

@@ -43,33 +43,37 @@ def fit_digit_classifier(seed: int = 0) -> tuple[SVC, float]:
     return SVC(C=10, gamma="scale").fit(features, labels), held_out
 
 
+def class_states(
+    model: LoadedModel, request: GenerationRequest, classes: list[int], per_class: int, seed: int
+) -> list[SamplingState]:
+    """Unstarted states: ``per_class`` images of each class in ``classes``, the other fields of
+    ``request`` applied; image i of class c uses seed ``seed + 1000 c + i``, so every setting of
+    a sweep starts from the same latents. Raises RequestFieldError for combinations a sampler
+    does not honour."""
+    models = {model.info.name: model.info}
+    states: list[SamplingState] = []
+    for label in classes:
+        for offset in range(0, per_class, LIMITS.max_images):
+            count = min(per_class - offset, LIMITS.max_images)
+            chunk = request.model_copy(
+                update={"class_label": label, "num_images": count, "seed": seed + label * 1000 + offset}
+            )
+            config = resolve_request(chunk, models, model.info.name, LIMITS)
+            states += new_states(f"eval-{label}-{offset}", config, model)
+    return states
+
+
 def sample_digits(
     model: LoadedModel, guidance: float, per_class: int, steps: int, sampler: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` images of each class (uint8 [N, 28, 28]) and the labels that were asked for."""
-    models = {model.info.name: model.info}
-    states: list[SamplingState] = []
-    num_classes = model.info.num_classes or 0
-    for label in range(num_classes):
-        request = GenerationRequest(
-            class_label=label,
-            steps=steps,
-            sampler=sampler,
-            guidance_scale=guidance,  # type: ignore[arg-type]
-            seed=seed + label * 1000,
-            num_images=min(per_class, LIMITS.max_images),
-        )
-        remaining = per_class
-        offset = 0
-        while remaining > 0:
-            count = min(remaining, LIMITS.max_images)
-            request = request.model_copy(update={"num_images": count, "seed": seed + label * 1000 + offset})
-            config = resolve_request(request, models, model.info.name, LIMITS)
-            states += new_states(f"eval-{label}-{offset}", config, model)
-            remaining -= count
-            offset += count
-    engine = SamplingEngine(model)
-    engine.run(states)
+    request = GenerationRequest(
+        steps=steps,
+        sampler=sampler,  # type: ignore[arg-type]
+        guidance_scale=guidance,
+    )
+    states = class_states(model, request, list(range(model.info.num_classes or 0)), per_class, seed)
+    SamplingEngine(model).run(states)
     pixels = np.stack([to_uint8(s.latent) for s in states])
     asked = np.array([s.config.class_label for s in states])
     return pixels, asked

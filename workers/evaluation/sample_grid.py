@@ -30,7 +30,11 @@ def sample_grid(model: LoadedModel, request: GenerationRequest, columns: int) ->
         config = resolve_request(row_request, {model.info.name: model.info}, model.info.name, LIMITS)
         states += new_states(f"grid-{label}", config, model)
     SamplingEngine(model).run(states)
-    tiles = [to_uint8(s.latent) for s in states]
+    return tile([to_uint8(s.latent) for s in states], columns)
+
+
+def tile(tiles: list[np.ndarray], columns: int) -> np.ndarray:
+    """Images [H, W] laid out row by row, ``columns`` per row (a partial last row is dropped)."""
     rows = [
         np.concatenate(tiles[r * columns : (r + 1) * columns], axis=1) for r in range(len(tiles) // columns)
     ]
