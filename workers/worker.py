@@ -137,29 +137,32 @@ class Worker:
         return sum(s.rows for job in self.jobs for s in job.states if not s.done)
 
     def poll(self, admit: bool = True) -> int:
-        """Admits new jobs while there is room, and stops cancelled and expired ones.
+        """Admits jobs while there is room, and stops cancelled and expired ones.
 
-        Idle, it blocks on the stream; busy, ONE round trip reads new entries without blocking
-        and the cancel flags of the jobs in flight, so a cancel acts within one step.
+        Abandoned jobs (their worker died) come first: they are older than anything new. Idle,
+        the worker blocks on the stream; busy, ONE round trip reads new entries without
+        blocking and the cancel flags of the jobs in flight, so a cancel acts within one step.
         """
         room = self.settings.max_batch - self.rows_in_flight() if admit else 0
-        count = max(1, room // 2) if room > 0 else 0
-        if self.jobs:
-            entries, cancelled = self.store.read_new_and_cancel_flags(count, [j.job_id for j in self.jobs])
-            self.stop_jobs(cancelled)
-        else:
-            entries = self.store.read_new(count, self.settings.block_ms) if count else []
+        taken: list[StreamEntry] = []
         now = time.monotonic()
-        if admit and now - self._reclaimed_at >= self.settings.reclaim_interval_s:
+        if room > 1 and now - self._reclaimed_at >= self.settings.reclaim_interval_s:
             self._reclaimed_at = now
-            room = self.settings.max_batch - self.rows_in_flight() - len(entries)
-            taken = self.store.reclaim(max(1, room // 2), self.settings.lease_s) if room > 0 else []
+            taken = self.store.reclaim(room // 2, self.settings.lease_s)
             for entry in taken:
                 log.warning(
                     "entry %s (job %s) taken over from a worker that stopped", entry.entry_id, entry.job_id
                 )
             self.metrics.reclaimed.inc(len(taken))
-            entries += taken
+            room -= 2 * len(taken)  # about two rows per job (one guided image)
+        count = max(1, room // 2) if room > 0 else 0
+        if self.jobs:
+            fresh, cancelled = self.store.read_new_and_cancel_flags(count, [j.job_id for j in self.jobs])
+            self.stop_jobs(cancelled)
+        else:
+            block = None if taken else self.settings.block_ms
+            fresh = self.store.read_new(count, block) if count else []
+        entries = taken + fresh
         for entry in entries:
             self.start(entry)
         return len(entries)

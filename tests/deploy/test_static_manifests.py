@@ -197,10 +197,10 @@ def _instructions(path: Path) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_rel)
 def test_dockerfile_env_is_read_by_settings(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {}
+    env: dict[str, str] = {}
     for keyword, arguments in _instructions(path):
         if keyword == "ENV":  # the KEY=value form (the legacy `ENV KEY value` is not used)
-            env.update(item.split("=", 1) for item in shlex.split(arguments) if "=" in item)
+            env.update(item.partition("=")[::2] for item in shlex.split(arguments) if "=" in item)
     _check_environment(_rel(path), env, _settings_for(path.name), monkeypatch)
 
 
@@ -271,7 +271,7 @@ IMAGE_PATH = re.compile(r"/opt/denoise/[\w.-]+")
 
 def _copied_into_image(path: Path) -> set[str]:
     """The files a Dockerfile copies from the build context, by their path in the image."""
-    copied = set()
+    copied: set[str] = set()
     for keyword, arguments in _instructions(path):
         copy = _copy_sources_and_destination(arguments) if keyword in ("COPY", "ADD") else None
         if copy is None:

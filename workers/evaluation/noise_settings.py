@@ -23,6 +23,14 @@ ModelKind = Literal["exact", "trained"]
 MODEL_NAMES: dict[ModelKind, str] = {"exact": "mnist-gauss", "trained": "mnist-unet"}
 BOUNDS_FULL: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.0)
 BOUNDS_QUICK: tuple[float, ...] = (0.1, 0.0)
+# exact-model settings shown in the sample grid (with the reference and exact draws), where run
+EXACT_GRID = {
+    "ddpm fixed_small 10",
+    "ddpm fixed_large 10",
+    "ddim η=0 10",
+    "dpmpp_2m karras 20",
+    "ddpm fixed_small b=0 10",
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def exact_settings(quick: bool) -> list[Setting]:
         settings.append(
             Setting("exact", "ddim", bound_steps, eta=1.0, variance_bound=bound, groups=("bound",))
         )
+    settings = [replace(s, grid=True) if s.label in EXACT_GRID else s for s in settings]
     return _mark_groups(settings, bound_steps)
 
 
