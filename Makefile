@@ -39,11 +39,11 @@ format: $(STAMP)
 bench: $(STAMP)  ## service vs in-process floors vs a thread-pool peer; writes bench/results/latest.json
 	$(PY) -m bench.throughput
 
-eval: $(STAMP)  ## class accuracy vs guidance, then the full sampling-noise sweep (about 20 min); writes eval/results/
+eval: $(STAMP)  ## class accuracy vs guidance, then the full sampling-noise sweep (about 16 min on 2 cores); writes eval/results/
 	$(PY) -m workers.evaluation.class_accuracy
 	$(PY) -m workers.evaluation.noise_sweep
 
-eval-quick: $(STAMP)  ## the sampling-noise sweep on a few settings, small n (about 2 min); writes eval/results/noise/quick/
+eval-quick: $(STAMP)  ## the sampling-noise sweep on a few settings, small n (1-1.5 min); writes eval/results/noise/quick/
 	$(PY) -m workers.evaluation.noise_sweep --quick
 
 train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)

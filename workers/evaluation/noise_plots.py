@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from PIL import Image
 
 from workers.evaluation.noise_report import _bound_family, _bound_key, _rows
 from workers.evaluation.sample_grid import tile
@@ -106,7 +108,15 @@ def _grid(grids: dict[str, list[np.ndarray]], path: Path) -> None:
         axes.set_xticks([])
         axes.set_yticks([])
         axes.set_title(label, loc="left", fontsize=8, pad=2)
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    save_grayscale(buffer, path)
+
+
+def save_grayscale(png: Path | io.BytesIO, path: Path) -> None:
+    """Re-encodes a gray figure as an 8-bit gray PNG (a third of the RGBA size)."""
+    with Image.open(png) as image:
+        image.convert("L").save(path, optimize=True)
 
 
 def write_figures(
