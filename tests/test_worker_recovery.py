@@ -29,6 +29,7 @@ from app.contract import (
 )
 from devstack.redis_server import RedisServer, free_port
 from tests.conftest import ROOT, service_env
+from tests.conftest import _wait_until as wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -102,20 +103,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.redis_server.stop()
-
-
-def wait_for(predicate, timeout_s: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            if predicate():
-                return
-        except (redis.RedisError, httpx.HTTPError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not within {timeout_s} s")
 
 
 @pytest.fixture
