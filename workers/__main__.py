@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("workers").info(
         "loaded model %s on %s/%s in %.2f s", settings.model, device, dtype, model.load_seconds
     )
-    # a stream entry or record with bytes that are not UTF-8 (a pickle, say) must reach the
-    # dead-letter path, not crash the decoder: undecodable bytes become U+FFFD
+    # a stream entry or record holding bytes that are not UTF-8 (not written by this service)
+    # must reach the dead-letter path, not crash the decoder: such bytes become U+FFFD
     client = redis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,

