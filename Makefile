@@ -30,7 +30,7 @@ test-slow: $(STAMP)  ## model-quality evaluation and other long tests
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app workers devstack bench
+	$(VENV)/bin/mypy protocol app workers devstack bench
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -17,12 +17,36 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app import job_scripts
-from app.contract import rate_limit_key
 from app.errors import TooManyRequests, Unauthorized
 from app.metrics import ApiMetrics
+from protocol.keys import rate_limit_key
 
 OPEN_PRINCIPAL = "open"
+
+# KEYS[1] the caller's bucket. ARGV[1] tokens added per second, ARGV[2] bucket size (burst).
+# Returns {1, '0'} when a token was taken, else {0, seconds until one is available}. Redis's
+# own clock, so that every API replica refills the same bucket at the same rate.
+TAKE_TOKEN_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or burst
+local at = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local taken = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {taken, tostring(wait)}
+"""
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
@@ -59,7 +83,7 @@ class RateLimiter:
     def __init__(self, client: aioredis.Redis, per_s: float, burst: int) -> None:
         self.per_s = per_s
         self.burst = burst
-        self._take = client.register_script(job_scripts.TAKE_TOKEN)
+        self._take = client.register_script(TAKE_TOKEN_SCRIPT)
 
     @property
     def enabled(self) -> bool:

@@ -11,7 +11,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from app.resolution import RequestFieldError
+from protocol.records import CorruptJobRecord
+from protocol.resolution import RequestFieldError
 
 
 class ApiError(Exception):
@@ -29,12 +30,6 @@ class JobNotFound(ApiError):
 
 class ServiceUnavailable(ApiError):
     status_code = 503
-
-
-class CorruptJobRecord(ApiError):
-    """A job hash that is not the JSON the contract describes; it is never decoded otherwise."""
-
-    status_code = 500
 
 
 class Unauthorized(ApiError):
@@ -79,6 +74,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(CorruptJobRecord)
+    async def _corrupt_record(_request: Request, error: CorruptJobRecord) -> JSONResponse:
+        # a job hash that is not the contract's JSON: never decoded otherwise, never guessed at
+        return JSONResponse({"detail": str(error)}, status_code=500)
 
     @app.exception_handler(RequestFieldError)
     async def _field_error(_request: Request, error: RequestFieldError) -> JSONResponse:

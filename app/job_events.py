@@ -19,8 +19,9 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.contract import EVENTS_CHANNEL, TERMINAL_STATUSES, JobRecord
 from app.job_queue import JobQueue
+from protocol.keys import EVENTS_CHANNEL
+from protocol.schema import TERMINAL_STATUSES, JobRecord
 
 log = logging.getLogger("app.events")
 

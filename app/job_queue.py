@@ -10,24 +10,22 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app import job_scripts
-from app.contract import (
+from app.errors import IdempotencyKeyReused, TooManyRequests
+from protocol import job_scripts
+from protocol.keys import (
     CONSUMER_GROUP,
     EVENTS_CHANNEL,
     MODELS_KEY,
     WORKER_HEARTBEAT_PATTERN,
-    JobRecord,
-    ModelInfo,
-    ResolvedConfig,
-    WorkerHeartbeat,
+    CancelOutcome,
+    SubmitOutcome,
     idempotency_key,
     job_key,
     jobs_stream_key,
     queued_jobs_key,
-    record_from_hash,
-    record_to_hash,
 )
-from app.errors import CorruptJobRecord, IdempotencyKeyReused, TooManyRequests
+from protocol.records import decode_status, record_from_hash, record_to_hash
+from protocol.schema import JobRecord, ModelInfo, ResolvedConfig, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -108,14 +106,14 @@ class JobQueue:
         for name, value in record_to_hash(record).items():
             args.extend([name, value])
         outcome, *rest = await self._submit(keys=keys, args=args)
-        if outcome == "created":
+        if outcome == SubmitOutcome.CREATED:
             return Submission(record, replayed=False, queued=int(rest[1]))
-        if outcome == "replay":
+        if outcome == SubmitOutcome.REPLAY:
             flat = rest[1]
             return Submission(
-                self._decode(rest[0], dict(zip(flat[::2], flat[1::2], strict=True))), True, None
+                record_from_hash(str(rest[0]), dict(zip(flat[::2], flat[1::2], strict=True))), True, None
             )
-        if outcome == "conflict":
+        if outcome == SubmitOutcome.CONFLICT:
             assert idempotency is not None
             raise IdempotencyKeyReused(idempotency.key, str(rest[0]))
         raise TooManyRequests(
@@ -126,28 +124,17 @@ class JobQueue:
 
     async def get(self, job_id: str) -> JobRecord | None:
         fields = await self.client.hgetall(job_key(job_id))
-        return self._decode(job_id, fields) if fields else None
+        return record_from_hash(job_id, fields) if fields else None
 
-    @staticmethod
-    def _decode(job_id: str, fields: dict[Any, Any]) -> JobRecord:
-        try:
-            return record_from_hash(fields)
-        except ValueError as error:  # not JSON, or not a job: refused, never decoded otherwise
-            raise CorruptJobRecord(f"job {job_id}: its record is not valid JSON of the contract") from error
-
-    async def cancel(self, job_id: str) -> str:
-        """'cancelled', 'cancelling', 'missing', or 'already <status>' for a finished job."""
+    async def cancel(self, job_id: str) -> tuple[CancelOutcome, str | None]:
+        """What the cancel did, and for ``ALREADY`` the status the job had finished with."""
         outcome = await self._cancel(
             keys=[job_key(job_id)], args=[str(self.job_ttl_s), json.dumps(time.time())]
         )
-        if outcome == "cancelled":
+        kind, _, status = str(outcome).partition(":")
+        if kind == CancelOutcome.CANCELLED:
             await self.client.publish(EVENTS_CHANNEL, job_id)
-        if outcome.startswith("already:"):
-            try:
-                return f"already {json.loads(outcome.removeprefix('already:'))}"
-            except ValueError as error:
-                raise CorruptJobRecord(f"job {job_id}: its status is not valid JSON") from error
-        return str(outcome)
+        return CancelOutcome(kind), (decode_status(job_id, status) if status else None)
 
     async def queued(self, model: str) -> int:
         """Jobs of ``model`` not yet started: the number that back-pressure caps."""

@@ -8,13 +8,13 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.contract import (
+from protocol.resolution import Limits
+from protocol.schema import (
     ABSOLUTE_MAX_GUIDANCE,
     ABSOLUTE_MAX_IMAGES,
     ABSOLUTE_MAX_STEPS,
     ABSOLUTE_MAX_TIMEOUT_S,
 )
-from app.resolution import Limits
 
 OPERATIONS_PATHS = ["/healthz", "/readyz", "/metrics"]
 

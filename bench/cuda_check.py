@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from app.contract import GenerationRequest
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import GenerationRequest
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import lookup
 from workers.sampling.engine import SamplingEngine, new_states

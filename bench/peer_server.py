@@ -16,8 +16,8 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from app.contract import GenerationRequest
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import GenerationRequest
 from workers.images import png_base64, to_uint8
 from workers.models.loading import load_model
 from workers.models.registry import lookup

@@ -30,7 +30,10 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from app.contract import (
+from app.job_queue import JobQueue
+from devstack.redis_server import RedisServer
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import (
     GeneratedImage,
     GenerationRequest,
     JobResult,
@@ -39,9 +42,6 @@ from app.contract import (
     ResolvedConfig,
     Timings,
 )
-from app.job_queue import JobQueue
-from app.resolution import Limits, resolve_request
-from devstack.redis_server import RedisServer
 from workers.job_store import WorkerJobStore
 
 PNG_BASE64 = "iVBORw0KGgo" + "A" * 600  # about the size of a 28x28 digit PNG in base64

@@ -71,7 +71,7 @@ class Direct:
     def __init__(self, threads: int, device: str, dtype: str) -> None:
         import torch
 
-        from app.resolution import Limits
+        from protocol.resolution import Limits
         from workers.models.loading import load_model
         from workers.models.registry import lookup
         from workers.sampling.engine import SamplingEngine
@@ -84,8 +84,8 @@ class Direct:
 
     def run(self, indices: range) -> float:
         """Samples the requests ``indices`` together (one forward per step) and encodes them."""
-        from app.contract import GenerationRequest
-        from app.resolution import resolve_request
+        from protocol.resolution import resolve_request
+        from protocol.schema import GenerationRequest
         from workers.images import png_base64, to_uint8
         from workers.sampling.engine import new_states
 

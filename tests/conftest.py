@@ -19,8 +19,9 @@ import httpx
 import pytest
 import redis
 
-from app.contract import MODELS_KEY, ResolvedConfig, worker_heartbeat_key
 from devstack.redis_server import RedisServer, free_port
+from protocol.keys import MODELS_KEY, worker_heartbeat_key
+from protocol.schema import ResolvedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,8 +24,9 @@ import httpx
 import pytest
 import redis
 
-from app.contract import MODELS_KEY, TERMINAL_STATUSES, job_key, jobs_stream_key, queued_jobs_key
 from devstack.redis_server import RedisServer
+from protocol.keys import MODELS_KEY, job_key, jobs_stream_key, queued_jobs_key
+from protocol.schema import TERMINAL_STATUSES
 from tests.conftest import ApiProcess, running_worker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import redis
 
-from app.contract import dead_letter_stream_key, job_key, jobs_stream_key
+from protocol.keys import dead_letter_stream_key, job_key, jobs_stream_key
 
 STREAM = jobs_stream_key("mnist-unet")
 DEAD = dead_letter_stream_key("mnist-unet")

@@ -12,7 +12,8 @@ import pytest
 import redis
 from PIL import Image
 
-from app.contract import GenerationRequest, jobs_stream_key
+from protocol.keys import jobs_stream_key
+from protocol.schema import GenerationRequest
 
 STREAM = jobs_stream_key("mnist-unet")
 

@@ -20,14 +20,9 @@ import httpx
 import pytest
 import redis
 
-from app.contract import (
-    TERMINAL_STATUSES,
-    dead_letter_stream_key,
-    job_key,
-    jobs_stream_key,
-    worker_heartbeat_key,
-)
 from devstack.redis_server import RedisServer, free_port
+from protocol.keys import dead_letter_stream_key, job_key, jobs_stream_key, worker_heartbeat_key
+from protocol.schema import TERMINAL_STATUSES
 from tests.conftest import ROOT, service_env
 from tests.conftest import _wait_until as wait_for
 

@@ -1,7 +1,7 @@
 """The worker's side of Redis: claim jobs from the stream, update and finish job records.
 
-All values are JSON (``app.contract``); status transitions go through the Lua scripts of
-``app.job_scripts`` so that a job is finished exactly once.
+All values are JSON (``protocol.records``); status transitions go through the Lua scripts of
+``protocol.job_scripts`` so that a job is finished exactly once.
 
 Leases: an entry a worker has read stays in the consumer group's pending list until it is
 acknowledged. A live worker refreshes the idle time of its in-flight entries (``XCLAIM`` to
@@ -21,32 +21,40 @@ from typing import Any
 
 import redis
 
-from app import job_scripts
-from app.contract import (
+from protocol import job_scripts
+from protocol.keys import (
+    CANCEL_REQUESTED,
+    CANCEL_REQUESTED_FIELD,
     CONSUMER_GROUP,
+    ERROR_FIELD,
     EVENTS_CHANNEL,
+    FINISHED_AT_FIELD,
     JOB_ID_PATTERN,
     MODELS_KEY,
+    PROGRESS_FIELD,
+    RESULT_FIELD,
+    STATUS_FIELD,
+    STREAM_JOB_FIELD,
+    dead_letter_stream_key,
+    job_key,
+    jobs_stream_key,
+    worker_heartbeat_key,
+)
+from protocol.records import hash_fields, record_from_hash
+from protocol.schema import (
+    CANCELLED,
+    FAILED,
+    SUCCEEDED,
     JobError,
     JobRecord,
     JobResult,
     ModelInfo,
     Progress,
     WorkerHeartbeat,
-    dead_letter_stream_key,
-    hash_fields,
-    job_key,
-    jobs_stream_key,
-    record_from_hash,
-    worker_heartbeat_key,
 )
 
 DEAD_LETTER_MAXLEN = 10_000
 _JOB_ID = re.compile(JOB_ID_PATTERN)
-
-
-class CorruptJobRecord(ValueError):
-    """The job hash exists but is not a valid JSON job record."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class StreamEntry:
     @classmethod
     def parse(cls, entry_id: str, fields: dict[str, str] | None) -> StreamEntry:
         fields = dict(fields or {})
-        job_id = fields.get("job")
+        job_id = fields.get(STREAM_JOB_FIELD)
         valid = job_id is not None and _JOB_ID.match(job_id) is not None and len(fields) == 1
         return cls(entry_id=entry_id, job_id=job_id if valid else None, fields=fields)
 
@@ -92,11 +100,13 @@ class WorkerJobStore:
         if count:
             self._read_new(pipe, count, None)
         for job_id in job_ids:
-            pipe.hget(job_key(job_id), "cancel_requested")
+            pipe.hget(job_key(job_id), CANCEL_REQUESTED_FIELD)
         replies = pipe.execute()
         entries = self._entries(replies[0]) if count else []
         flags = replies[1:] if count else replies
-        return entries, {job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == "true"}
+        return entries, {
+            job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == CANCEL_REQUESTED
+        }
 
     def _read_new(self, client: Any, count: int, block_ms: int | None) -> Any:
         return client.xreadgroup(CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms)
@@ -160,21 +170,18 @@ class WorkerJobStore:
         fields = self.client.hgetall(job_key(job_id))
         if not fields:
             return None
-        try:
-            return record_from_hash(fields)
-        except ValueError as error:  # JSONDecodeError and pydantic's ValidationError alike
-            raise CorruptJobRecord(f"job {job_id}: the record is not a valid job: {error}") from error
+        return record_from_hash(job_id, fields)
 
     def write_progress(self, progress: dict[str, Progress]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for job_id, value in progress.items():
-            fields: dict[Any, Any] = hash_fields(progress=value.model_dump())
+            fields: dict[Any, Any] = hash_fields({PROGRESS_FIELD: value.model_dump()})
             pipe.hset(job_key(job_id), mapping=fields)
         pipe.execute()
 
-    def _finish_with(self, job_id: str, **values: object) -> bool:
+    def _finish_with(self, job_id: str, values: dict[str, object]) -> bool:
         args: list[str] = [str(self.job_ttl_s)]
-        for name, value in hash_fields(finished_at=time.time(), **values).items():
+        for name, value in hash_fields({FINISHED_AT_FIELD: time.time(), **values}).items():
             args.extend([name, value])
         written = bool(self._finish(keys=[job_key(job_id)], args=args))
         self.client.publish(EVENTS_CHANNEL, job_id)
@@ -182,18 +189,22 @@ class WorkerJobStore:
 
     def succeed(self, job_id: str, result: JobResult, progress: Progress) -> bool:
         return self._finish_with(
-            job_id, status="succeeded", result=result.model_dump(mode="json"), progress=progress.model_dump()
+            job_id,
+            {
+                STATUS_FIELD: SUCCEEDED,
+                RESULT_FIELD: result.model_dump(mode="json"),
+                PROGRESS_FIELD: progress.model_dump(),
+            },
         )
 
     def fail(self, job_id: str, error: JobError, progress: Progress | None = None) -> bool:
-        if progress is None:
-            return self._finish_with(job_id, status="failed", error=error.model_dump())
-        return self._finish_with(
-            job_id, status="failed", error=error.model_dump(), progress=progress.model_dump()
-        )
+        values: dict[str, object] = {STATUS_FIELD: FAILED, ERROR_FIELD: error.model_dump()}
+        if progress is not None:
+            values[PROGRESS_FIELD] = progress.model_dump()
+        return self._finish_with(job_id, values)
 
     def cancel(self, job_id: str, progress: Progress) -> bool:
-        return self._finish_with(job_id, status="cancelled", progress=progress.model_dump())
+        return self._finish_with(job_id, {STATUS_FIELD: CANCELLED, PROGRESS_FIELD: progress.model_dump()})
 
     def publish(self, job_id: str) -> None:
         self.client.publish(EVENTS_CHANNEL, job_id)

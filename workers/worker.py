@@ -19,17 +19,10 @@ from typing import Literal
 import redis
 import torch
 
-from app.contract import (
-    GeneratedImage,
-    JobError,
-    JobRecord,
-    JobResult,
-    Progress,
-    Timings,
-    WorkerHeartbeat,
-)
+from protocol.records import CorruptJobRecord
+from protocol.schema import GeneratedImage, JobError, JobRecord, JobResult, Progress, Timings, WorkerHeartbeat
 from workers.images import png_base64, to_uint8
-from workers.job_store import CorruptJobRecord, StreamEntry, WorkerJobStore
+from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel
 from workers.noise_estimate import noise_estimate

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.contract import SAMPLERS, ModelInfo, SamplerInfo
 from app.deps import QueueDep
+from protocol.samplers import SAMPLERS, SamplerInfo
+from protocol.schema import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from app.contract import TERMINAL_STATUSES, GenerationRequest, JobView
 from app.deps import CallerDep, EventsDep, MetricsDep, QueueDep, SettingsDep
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.job_queue import Idempotency
 from app.openapi_examples import GENERATION_EXAMPLES
-from app.resolution import resolve_request, resolve_timeout
+from protocol.resolution import resolve_request, resolve_timeout
+from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobView
 
 router = APIRouter(prefix="/v1", tags=["generations"])
 

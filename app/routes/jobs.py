@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
-from app.contract import JobView
 from app.deps import QueueDep
 from app.errors import JobNotFound
+from protocol.keys import CancelOutcome
+from protocol.schema import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -44,15 +45,17 @@ async def get_job(job_id: JobIdPath, queue: QueueDep) -> JobView:
 )
 async def cancel_job(job_id: JobIdPath, queue: QueueDep) -> JSONResponse:
     """Cancel a job: a queued job never runs; a running one stops within one denoising step."""
-    outcome = await queue.cancel(job_id)
-    if outcome == "missing":
+    outcome, final_status = await queue.cancel(job_id)
+    if outcome == CancelOutcome.MISSING:
         raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
     record = await queue.get(job_id)
     if record is None:
         raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
     view = JobView.of(record).model_dump(mode="json")
-    if outcome == "cancelled":
+    if outcome == CancelOutcome.CANCELLED:
         return JSONResponse(view, status_code=200)
-    if outcome == "cancelling":
+    if outcome == CancelOutcome.CANCELLING:
         return JSONResponse(view, status_code=202)
-    return JSONResponse({"detail": f"job {job_id} {outcome}; nothing to cancel"}, status_code=409)
+    return JSONResponse(
+        {"detail": f"job {job_id} already {final_status}; nothing to cancel"}, status_code=409
+    )

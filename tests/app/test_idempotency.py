@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from app.contract import GenerationRequest
 from app.routes.generations import request_fingerprint
+from protocol.schema import GenerationRequest
 
 
 def test_the_idempotency_fingerprint_is_of_the_validated_request() -> None:

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.contract import JobStatus
+from protocol.schema import JobStatus
 from tests.deploy.test_static_manifests import METRIC_NAME
 
 ROOT = Path(__file__).resolve().parents[2]

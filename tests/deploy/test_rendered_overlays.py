@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.contract import CONSUMER_GROUP, jobs_stream_key
+from protocol.keys import CONSUMER_GROUP, jobs_stream_key
 from tests.deploy.kustomize_render import render
 from workers.settings import WorkerSettings
 

@@ -23,9 +23,9 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from app.contract import CONSUMER_GROUP, jobs_stream_key
 from app.metrics import ApiMetrics
 from app.settings import ApiSettings
+from protocol.keys import CONSUMER_GROUP, jobs_stream_key
 from workers.metrics import WorkerMetrics
 from workers.settings import WorkerSettings
 

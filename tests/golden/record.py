@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from app.contract import GenerationRequest
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import GenerationRequest
 from tests.golden.requests import GOLDEN_REQUESTS, HASHES_FILE, request_key
 from workers.images import encode_png, to_uint8
 from workers.models.loading import LoadedModel, load_model

@@ -17,7 +17,7 @@ from diffusers import EulerDiscreteScheduler
 from PIL import Image
 from scipy.special import logsumexp
 
-from app.contract import ResolvedConfig
+from protocol.schema import ResolvedConfig
 from tests.conftest import resolved_config
 from workers.images import to_uint8
 from workers.models.fit_gaussian import fit_gaussian_mixture, noise_scheduler

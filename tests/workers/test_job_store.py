@@ -8,17 +8,9 @@ import uuid
 
 import redis
 
-from app.contract import (
-    GeneratedImage,
-    JobError,
-    JobRecord,
-    JobResult,
-    Progress,
-    Timings,
-    job_key,
-    record_from_hash,
-    record_to_hash,
-)
+from protocol.keys import job_key
+from protocol.records import record_from_hash, record_to_hash
+from protocol.schema import GeneratedImage, JobError, JobRecord, JobResult, Progress, Timings
 from tests.conftest import resolved_config
 from workers.job_store import WorkerJobStore
 
@@ -48,7 +40,7 @@ def test_a_result_is_written_once(redis_client: redis.Redis) -> None:
     assert first.succeed(job_id, result("w1"), Progress(step=2, total=2)) is True
     assert second.succeed(job_id, result("w2"), Progress(step=2, total=2)) is False  # ...but not store twice
     assert second.fail(job_id, JobError(type="X", message="late")) is False
-    record = record_from_hash(redis_client.hgetall(job_key(job_id)))
+    record = record_from_hash(job_id, redis_client.hgetall(job_key(job_id)))
     assert record.status == "succeeded" and record.result is not None
     assert record.result.worker == "w1" and record.attempts == 2
     assert 0 < redis_client.ttl(job_key(job_id)) <= 60

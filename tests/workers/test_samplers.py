@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.contract import SAMPLERS, GenerationRequest, ResolvedConfig
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.samplers import SAMPLERS
+from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.images import to_uint8
 from workers.sampling.engine import SamplingEngine, generate, new_states
 

@@ -21,8 +21,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
-from app.contract import GenerationRequest
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import GenerationRequest
 from workers.images import to_uint8
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup

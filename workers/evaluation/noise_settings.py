@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from app.contract import GenerationRequest, SamplerName, ScheduleName, VarianceType
+from protocol.schema import GenerationRequest, SamplerName, ScheduleName, VarianceType
 
 ModelKind = Literal["exact", "trained"]
 MODEL_NAMES: dict[ModelKind, str] = {"exact": "mnist-gauss", "trained": "mnist-unet"}

@@ -44,7 +44,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.svm import SVC
 
-from app.resolution import RequestFieldError
+from protocol.resolution import RequestFieldError
 from workers.evaluation.class_accuracy import class_states, fit_digit_classifier
 from workers.evaluation.noise_metrics import (
     ClassGaussian,

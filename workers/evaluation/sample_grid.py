@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.contract import GenerationRequest
-from app.resolution import Limits, resolve_request
+from protocol.resolution import Limits, resolve_request
+from protocol.schema import GenerationRequest
 from workers.images import to_uint8
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup

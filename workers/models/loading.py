@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from app.contract import ModelInfo
+from protocol.schema import ModelInfo
 from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDenoiser, load_gaussian_mixture
 from workers.models.registry import RegistryEntry
 

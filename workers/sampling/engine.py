@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.contract import ResolvedConfig
+from protocol.schema import ResolvedConfig
 from workers.host_upload import upload
 from workers.models.loading import LoadedModel
 from workers.sampling.scheduler_factory import build_scheduler

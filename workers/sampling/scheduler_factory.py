@@ -16,7 +16,7 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.contract import ResolvedConfig
+from protocol.schema import ResolvedConfig
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
 from workers.sampling.schedules import timestep_schedule

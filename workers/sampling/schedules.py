@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.contract import ScheduleName
+from protocol.schema import ScheduleName
 
 
 def _strictly_increasing(values: np.ndarray, upper: int) -> np.ndarray:

@@ -1,175 +1,36 @@
-"""The contract between the API and the workers: pure pydantic, no torch.
+"""What crosses HTTP and Redis, as JSON: pure pydantic, no torch.
 
-Everything that crosses Redis is defined here and travels as JSON: the request a client
-sends, the resolved configuration the worker actually used, the job record, the result,
-the model descriptions that workers publish, and every Redis key name.
+The request a client sends, the resolved configuration the worker actually used, the job
+record, the result, the model descriptions and the heartbeats that workers publish. Redis
+names live in ``protocol.keys``, the samplers' descriptions in ``protocol.samplers``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# --------------------------------------------------------------------------- Redis keys
-# Every key the service uses, spelled once.
-KEY_PREFIX = "denoise"
-CONSUMER_GROUP = "workers"
-MODELS_KEY = f"{KEY_PREFIX}:models"  # hash: model name -> ModelInfo JSON
-EVENTS_CHANNEL = f"{KEY_PREFIX}:events"  # pub/sub: job ids whose record changed state
-
-
-def jobs_stream_key(model: str) -> str:
-    """Stream of job ids waiting for a worker that serves ``model``."""
-    return f"{KEY_PREFIX}:jobs:{model}"
-
-
-def job_key(job_id: str) -> str:
-    """Hash holding the job record (see ``JobRecord``)."""
-    return f"{KEY_PREFIX}:job:{job_id}"
-
-
-def worker_heartbeat_key(worker: str) -> str:
-    """String with a TTL, refreshed by a live worker; its value is a WorkerHeartbeat JSON."""
-    return f"{KEY_PREFIX}:worker:{worker}"
-
-
-WORKER_HEARTBEAT_PATTERN = f"{KEY_PREFIX}:worker:*"
-
-
-def queued_jobs_key(model: str) -> str:
-    """Sorted set of the job hashes of ``model`` still queued (score: submission time).
-
-    Its size is the exact count that back-pressure caps: the submit script adds a job, and every
-    script that moves a job out of ``queued`` (start, cancel, finish) removes it. Each job hash
-    names its set in the ``QUEUED_SET_FIELD`` field, so the scripts need no key name of their own.
-    """
-    return f"{KEY_PREFIX}:queued:{model}"
-
-
-QUEUED_SET_FIELD = "queued_set"  # job hash field (JSON string): the job's queued_jobs_key
-
-
-def idempotency_key(principal: str, key: str) -> str:
-    """String with a TTL: the job an ``Idempotency-Key`` created, scoped to the caller."""
-    return f"{KEY_PREFIX}:idempotency:{principal}:{key}"
-
-
-def rate_limit_key(principal: str) -> str:
-    """Hash holding one caller's token bucket (tokens, last refill time)."""
-    return f"{KEY_PREFIX}:ratelimit:{principal}"
-
-
-def dead_letter_stream_key(model: str) -> str:
-    """Stream of entries of ``model``'s job stream that no worker could run (poison, corrupt)."""
-    return f"{KEY_PREFIX}:dead:{model}"
-
-
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+from protocol.keys import JOB_ID_PATTERN
 
 # ------------------------------------------------------------------- closed choices
 SamplerName = Literal["ddpm", "ddim", "dpmpp_2m", "unipc", "euler", "euler_a"]
 ScheduleName = Literal["uniform", "leading", "linspace", "quadratic", "cosine", "karras"]
 VarianceType = Literal["fixed_small", "fixed_large"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+QUEUED: JobStatus = "queued"
+RUNNING: JobStatus = "running"
+SUCCEEDED: JobStatus = "succeeded"
+FAILED: JobStatus = "failed"
+CANCELLED: JobStatus = "cancelled"
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({SUCCEEDED, FAILED, CANCELLED})
 Conditioning = Literal["none", "class_label", "prompt"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 MAX_SEED = 2**63 - 1
 ABSOLUTE_MAX_STEPS = 1000
 ABSOLUTE_MAX_IMAGES = 16
 ABSOLUTE_MAX_GUIDANCE = 30.0
 ABSOLUTE_MAX_TIMEOUT_S = 86_400.0
-
-KnobName = Literal[
-    "eta",
-    "variance_bound",
-    "variance_scale",
-    "variance_type",
-    "clip_sample",
-    "dynamic_thresholding",
-]
-
-
-class SamplerInfo(BaseModel):
-    """What one sampler is and which knobs it honours (served by ``GET /v1/samplers``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: SamplerName
-    scheduler_class: str = Field(description="the diffusers scheduler class behind it")
-    noise: Literal["deterministic", "stochastic", "either"] = Field(
-        description="whether it injects noise after the initial latent"
-    )
-    knobs: tuple[KnobName, ...] = Field(description="optional knobs it honours")
-    schedules: tuple[ScheduleName, ...]
-    default_schedule: ScheduleName = "uniform"
-    summary: str
-
-
-SAMPLERS: dict[str, SamplerInfo] = {
-    s.name: s
-    for s in (
-        SamplerInfo(
-            name="ddpm",
-            scheduler_class="DDPMScheduler",
-            noise="stochastic",
-            knobs=(
-                "variance_type",
-                "variance_bound",
-                "variance_scale",
-                "clip_sample",
-                "dynamic_thresholding",
-            ),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
-            summary="Ancestral sampling of Ho et al. (2020) on the visited timesteps; the "
-            "injected variance is the posterior's (fixed_small) or β_t (fixed_large).",
-        ),
-        SamplerInfo(
-            name="ddim",
-            scheduler_class="DDIMScheduler",
-            noise="either",
-            knobs=("eta", "variance_bound", "variance_scale", "clip_sample", "dynamic_thresholding"),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
-            summary="Song et al. (2021), eq. 12: eta = 0 is the deterministic DDIM, eta = 1 "
-            "injects the DDPM posterior variance.",
-        ),
-        SamplerInfo(
-            name="dpmpp_2m",
-            scheduler_class="DPMSolverMultistepScheduler",
-            noise="deterministic",
-            knobs=("dynamic_thresholding",),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
-            summary="DPM-Solver++(2M), Lu et al. (2022): second-order multistep ODE solver.",
-        ),
-        SamplerInfo(
-            name="unipc",
-            scheduler_class="UniPCMultistepScheduler",
-            noise="deterministic",
-            knobs=("dynamic_thresholding",),
-            schedules=("uniform", "leading", "linspace"),
-            summary="UniPC, Zhao et al. (2023): predictor-corrector multistep ODE solver.",
-        ),
-        SamplerInfo(
-            name="euler",
-            scheduler_class="EulerDiscreteScheduler",
-            noise="deterministic",
-            knobs=(),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
-            summary="Euler's method on the probability-flow ODE (Karras et al. 2022).",
-        ),
-        SamplerInfo(
-            name="euler_a",
-            scheduler_class="EulerAncestralDiscreteScheduler",
-            noise="stochastic",
-            knobs=(),
-            schedules=("uniform", "leading", "linspace"),
-            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up.",
-        ),
-    )
-}
 
 
 class ModelInfo(BaseModel):
@@ -317,21 +178,6 @@ class JobRecord(BaseModel):
     worker: str | None = None
     cancel_requested: bool = False
     deadline_at: float | None = Field(None, description="epoch seconds; past it the job is failed, not run")
-
-
-def record_to_hash(record: JobRecord) -> dict[str, str]:
-    """A job record as Redis hash fields: one JSON value per field."""
-    return {name: json.dumps(value) for name, value in record.model_dump(mode="json").items()}
-
-
-def hash_fields(**values: object) -> dict[str, str]:
-    """Partial update of a job hash, encoded like ``record_to_hash``."""
-    return {name: json.dumps(value) for name, value in values.items()}
-
-
-def record_from_hash(fields: Mapping[str | bytes, str | bytes]) -> JobRecord:
-    decoded = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in fields.items()}
-    return JobRecord.model_validate(decoded)
 
 
 class JobView(BaseModel):

@@ -1,4 +1,4 @@
-"""The Lua scripts against a real redis-server: the queued count, idempotency, the token bucket."""
+"""The job scripts against a real redis-server: transitions, the queued count, idempotency."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app import job_scripts
-from app.contract import idempotency_key, job_key, jobs_stream_key, queued_jobs_key, rate_limit_key
 from devstack.redis_server import RedisServer
+from protocol import job_scripts
+from protocol.keys import idempotency_key, job_key, jobs_stream_key, queued_jobs_key
 
 MODEL = "scripts-test-model"
 
@@ -105,18 +105,6 @@ def test_a_replay_is_answered_even_when_the_queue_is_full(client: redis.Redis) -
     submit(client, "script-a", cap=1, idem="k2", fingerprint="f")
     assert submit(client, "script-b", cap=1, idem="k2", fingerprint="f")[0] == "replay"
     assert submit(client, "script-c", cap=1)[0] == "full"
-
-
-def test_token_bucket_allows_a_burst_then_refills_at_the_rate(client: redis.Redis) -> None:
-    take = client.register_script(job_scripts.TAKE_TOKEN)
-    key = rate_limit_key("script-bucket")
-    replies = [take(keys=[key], args=[2, 3]) for _ in range(4)]
-    assert [int(r[0]) for r in replies] == [1, 1, 1, 0]
-    assert 0.3 < float(replies[3][1]) <= 0.5  # one token every 0.5 s
-    time.sleep(float(replies[3][1]) + 0.05)
-    assert int(take(keys=[key], args=[2, 3])[0]) == 1
-    assert 0 < client.ttl(key) <= 3
-    client.delete(key)
 
 
 def test_a_mangled_queued_set_field_does_not_stop_a_job(client: redis.Redis) -> None:

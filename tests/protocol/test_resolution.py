@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.contract import SAMPLERS, GenerationRequest, ModelInfo
-from app.resolution import Limits, RequestFieldError, resolve_request
+from protocol.resolution import Limits, RequestFieldError, resolve_request
+from protocol.samplers import SAMPLERS
+from protocol.schema import GenerationRequest, ModelInfo
 
 DIGITS = ModelInfo(
     name="digits",

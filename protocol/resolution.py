@@ -10,11 +10,13 @@ import secrets
 from dataclasses import dataclass
 from typing import get_args
 
-from app.contract import (
+from protocol.samplers import SAMPLERS, KnobName
+from protocol.schema import (
+    ABSOLUTE_MAX_GUIDANCE,
+    ABSOLUTE_MAX_IMAGES,
+    ABSOLUTE_MAX_STEPS,
     MAX_SEED,
-    SAMPLERS,
     GenerationRequest,
-    KnobName,
     ModelInfo,
     ResolvedConfig,
 )
@@ -38,6 +40,15 @@ class Limits:
     max_steps: int
     max_images: int
     max_guidance_scale: float
+
+    @classmethod
+    def absolute(cls) -> Limits:
+        """The contract's own maxima: what a request can ask for when no operator lowered them."""
+        return cls(
+            max_steps=ABSOLUTE_MAX_STEPS,
+            max_images=ABSOLUTE_MAX_IMAGES,
+            max_guidance_scale=ABSOLUTE_MAX_GUIDANCE,
+        )
 
 
 def _samplers_honouring(knob: str) -> str:

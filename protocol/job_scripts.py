@@ -1,0 +1,154 @@
+"""Lua scripts for job-state transitions, shared by the API and the workers.
+
+Each runs atomically in Redis, so a job's status moves only forward and a finished job is
+written exactly once, whichever process gets there first. Hash values are JSON (see
+``protocol.records``), hence statuses are compared with their JSON encoding. Every field name,
+status and flag value is substituted from ``protocol.keys`` / ``protocol.schema``: nothing is
+spelled here that the Python spells again.
+
+Back-pressure needs the exact number of queued jobs per model (Redis 6.2's XINFO has no group
+lag). SUBMIT adds the job to its model's queued set (``protocol.keys.queued_jobs_key``) and
+stores that set's name in the job hash; every script that moves a job out of ``queued`` removes
+it, through ``_LEAVE_QUEUE``. ZREM is idempotent, so a redelivered job cannot count twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+from protocol.keys import (
+    ATTEMPTS_FIELD,
+    CANCEL_REQUESTED,
+    CANCEL_REQUESTED_FIELD,
+    FINISHED_AT_FIELD,
+    QUEUED_SET_FIELD,
+    STARTED_AT_FIELD,
+    STATUS_FIELD,
+    STREAM_JOB_FIELD,
+    WORKER_FIELD,
+    CancelOutcome,
+    SubmitOutcome,
+)
+from protocol.schema import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+
+
+def _lua_string(value: str) -> str:
+    """A Lua string literal (JSON's escaping is valid Lua for these ASCII values)."""
+    return json.dumps(value)
+
+
+def _json_value(status: str) -> str:
+    """The Lua literal of a status as it is stored in the hash: its JSON encoding."""
+    return _lua_string(json.dumps(status))
+
+
+_REPLAY = _lua_string(SubmitOutcome.REPLAY)
+_STATUS = _lua_string(STATUS_FIELD)
+_QUEUED = _json_value(QUEUED)
+_RUNNING = _json_value(RUNNING)
+_SUCCEEDED = _json_value(SUCCEEDED)
+_FAILED = _json_value(FAILED)
+_CANCELLED = _json_value(CANCELLED)
+
+# Lua: drops the job of KEYS[1] from its model's queued set (jobs submitted before the set
+# existed carry no field, and a field that is not JSON is ignored: neither may stop a transition).
+_LEAVE_QUEUE = f"""
+local queued_set = redis.call('HGET', KEYS[1], {_lua_string(QUEUED_SET_FIELD)})
+local decoded, name = pcall(cjson.decode, queued_set or '')
+if decoded and type(name) == 'string' then
+  redis.call('ZREM', name, KEYS[1])
+end
+"""
+
+# KEYS[1] job hash, KEYS[2] the model's stream, KEYS[3] the model's queued set,
+# KEYS[4] (optional) the idempotency key.
+# ARGV[1] job id, ARGV[2] now (epoch s), ARGV[3] job ttl s, ARGV[4] cap on queued jobs,
+# ARGV[5] idempotency ttl s, ARGV[6] request fingerprint, ARGV[7..] field, value, ...
+# Returns {CREATED, job id, queued count}, {REPLAY, job id, {field, value, ...}}, {CONFLICT, job id}
+# or {FULL, queued count} (``SubmitOutcome``).
+# One atomic step: 50 concurrent requests with one key make one job, and a burst cannot pass
+# the cap.
+SUBMIT = f"""
+if #KEYS == 4 then
+  local previous = redis.call('GET', KEYS[4])
+  if previous then
+    previous = cjson.decode(previous)
+    if redis.call('EXISTS', previous['job_key']) == 1 then
+      if previous['fingerprint'] ~= ARGV[6] then
+        return {{{_lua_string(SubmitOutcome.CONFLICT)}, previous['id']}}
+      end
+      return {{{_REPLAY}, previous['id'], redis.call('HGETALL', previous['job_key'])}}
+    end
+  end
+end
+local now = tonumber(ARGV[2])
+local job_ttl = tonumber(ARGV[3])
+-- a job hash lives job_ttl seconds while unfinished: members older than that are gone jobs
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. tostring(now - job_ttl))
+local queued = redis.call('ZCARD', KEYS[3])
+if queued >= tonumber(ARGV[4]) then
+  return {{{_lua_string(SubmitOutcome.FULL)}, queued}}
+end
+redis.call('HSET', KEYS[1], {_lua_string(QUEUED_SET_FIELD)}, cjson.encode(KEYS[3]), unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[1], job_ttl)
+redis.call('ZADD', KEYS[3], now, KEYS[1])
+redis.call('XADD', KEYS[2], '*', {_lua_string(STREAM_JOB_FIELD)}, ARGV[1])
+if #KEYS == 4 then
+  local entry = cjson.encode({{id = ARGV[1], job_key = KEYS[1], fingerprint = ARGV[6]}})
+  redis.call('SET', KEYS[4], entry, 'EX', tonumber(ARGV[5]))
+end
+return {{{_lua_string(SubmitOutcome.CREATED)}, ARGV[1], queued + 1}}
+"""
+
+# KEYS[1] job hash. ARGV[1] ttl seconds, ARGV[2..] field, value, ...
+# Returns 1 when written, 0 when the job was already finished (or is gone).
+FINISH = f"""
+local status = redis.call('HGET', KEYS[1], {_STATUS})
+if not status or status == {_SUCCEEDED} or status == {_FAILED} or status == {_CANCELLED} then
+  return 0
+end
+if status == {_QUEUED} then
+  {_LEAVE_QUEUE}
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+# KEYS[1] job hash. ARGV[1] worker name (JSON), ARGV[2] started_at (JSON).
+# Returns the new attempt count, or 0 when the job is finished or gone (skip it).
+START = f"""
+local status = redis.call('HGET', KEYS[1], {_STATUS})
+if status ~= {_QUEUED} and status ~= {_RUNNING} then
+  return 0
+end
+if status == {_QUEUED} then
+  {_LEAVE_QUEUE}
+end
+local attempts = tonumber(redis.call('HGET', KEYS[1], {_lua_string(ATTEMPTS_FIELD)}) or '0') + 1
+redis.call('HSET', KEYS[1], {_STATUS}, {_RUNNING}, {_lua_string(WORKER_FIELD)}, ARGV[1],
+           {_lua_string(STARTED_AT_FIELD)}, ARGV[2], {_lua_string(ATTEMPTS_FIELD)}, tostring(attempts))
+return attempts
+"""
+
+# KEYS[1] job hash. ARGV[1] ttl seconds, ARGV[2] finished_at (JSON).
+# A queued job is cancelled at once; a running one is flagged for its worker, which stops it
+# within one step. Returns a ``CancelOutcome``; ALREADY is followed by ':' and the final
+# status (JSON) when the job had finished before.
+CANCEL = f"""
+local status = redis.call('HGET', KEYS[1], {_STATUS})
+if not status then
+  return {_lua_string(CancelOutcome.MISSING)}
+end
+if status == {_QUEUED} then
+  {_LEAVE_QUEUE}
+  redis.call('HSET', KEYS[1], {_STATUS}, {_CANCELLED}, {_lua_string(FINISHED_AT_FIELD)}, ARGV[2])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+  return {_lua_string(CancelOutcome.CANCELLED)}
+end
+if status == {_RUNNING} then
+  redis.call('HSET', KEYS[1], {_lua_string(CANCEL_REQUESTED_FIELD)}, {_lua_string(CANCEL_REQUESTED)})
+  return {_lua_string(CancelOutcome.CANCELLING)}
+end
+return {_lua_string(CancelOutcome.ALREADY + ":")} .. status
+"""

@@ -1,0 +1,96 @@
+"""Every Redis name the service uses, spelled once: keys, stream fields, job-hash fields and flag
+values. The Python on both sides and the Lua scripts (``protocol.job_scripts``) read them here.
+
+Each key function documents the Redis type it names and what holds for it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+KEY_PREFIX = "denoise"
+CONSUMER_GROUP = "workers"
+MODELS_KEY = f"{KEY_PREFIX}:models"  # hash: model name -> ModelInfo JSON
+EVENTS_CHANNEL = f"{KEY_PREFIX}:events"  # pub/sub: job ids whose record changed state
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+# ---------------------------------------------------------------- the job stream's entries
+STREAM_JOB_FIELD = "job"  # an entry of a job stream has exactly this one field: the job id
+
+# ------------------------------------------------------------------- the job hash's fields
+# Each field of a job hash holds one JSON value (``protocol.records``); the names are
+# ``JobRecord``'s fields (a test checks it), plus QUEUED_SET_FIELD, which the scripts alone use.
+STATUS_FIELD = "status"
+ATTEMPTS_FIELD = "attempts"
+WORKER_FIELD = "worker"
+STARTED_AT_FIELD = "started_at"
+FINISHED_AT_FIELD = "finished_at"
+PROGRESS_FIELD = "progress"
+RESULT_FIELD = "result"
+ERROR_FIELD = "error"
+CANCEL_REQUESTED_FIELD = "cancel_requested"
+QUEUED_SET_FIELD = "queued_set"  # JSON string: the job's queued_jobs_key
+CANCEL_REQUESTED = json.dumps(True)  # the value of CANCEL_REQUESTED_FIELD once a client cancelled
+
+
+# ---------------------------------------------------------- what the job scripts answer
+class SubmitOutcome(StrEnum):
+    """The first element of SUBMIT's answer."""
+
+    CREATED = "created"
+    REPLAY = "replay"  # the Idempotency-Key had created this job already
+    CONFLICT = "conflict"  # the key was used with another request
+    FULL = "full"  # the model's queue is at its cap; nothing was stored
+
+
+class CancelOutcome(StrEnum):
+    """CANCEL's answer (ALREADY is followed by ``:`` and the final status, JSON-encoded)."""
+
+    CANCELLED = "cancelled"  # it was queued: it will never run
+    CANCELLING = "cancelling"  # it is running: its worker stops it within one step
+    MISSING = "missing"
+    ALREADY = "already"
+
+
+def jobs_stream_key(model: str) -> str:
+    """Stream of job ids waiting for a worker that serves ``model`` (field ``STREAM_JOB_FIELD``)."""
+    return f"{KEY_PREFIX}:jobs:{model}"
+
+
+def job_key(job_id: str) -> str:
+    """Hash holding the job record (see ``JobRecord``); one JSON value per field."""
+    return f"{KEY_PREFIX}:job:{job_id}"
+
+
+def worker_heartbeat_key(worker: str) -> str:
+    """String with a TTL, refreshed by a live worker; its value is a WorkerHeartbeat JSON."""
+    return f"{KEY_PREFIX}:worker:{worker}"
+
+
+WORKER_HEARTBEAT_PATTERN = worker_heartbeat_key("*")
+
+
+def queued_jobs_key(model: str) -> str:
+    """Sorted set of the job hashes of ``model`` still queued (score: submission time).
+
+    Its size is the exact count that back-pressure caps: the submit script adds a job, and every
+    script that moves a job out of ``queued`` (start, cancel, finish) removes it. Each job hash
+    names its set in the ``QUEUED_SET_FIELD`` field, so the scripts need no key name of their own.
+    """
+    return f"{KEY_PREFIX}:queued:{model}"
+
+
+def idempotency_key(principal: str, key: str) -> str:
+    """String with a TTL: the job an ``Idempotency-Key`` created, scoped to the caller."""
+    return f"{KEY_PREFIX}:idempotency:{principal}:{key}"
+
+
+def rate_limit_key(principal: str) -> str:
+    """Hash holding one caller's token bucket (tokens, last refill time)."""
+    return f"{KEY_PREFIX}:ratelimit:{principal}"
+
+
+def dead_letter_stream_key(model: str) -> str:
+    """Stream of entries of ``model``'s job stream that no worker could run (poison, corrupt)."""
+    return f"{KEY_PREFIX}:dead:{model}"

@@ -1,0 +1,103 @@
+"""The public description of each sampler: its name, the diffusers scheduler class behind it,
+whether it injects noise, the knobs and schedules it honours (``GET /v1/samplers``).
+
+The worker's table (``workers.sampling.sampler_table``) builds each sampler's scheduler from
+the entry of the same name; a test checks that the two tables name the same samplers and
+classes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.schema import SamplerName, ScheduleName
+
+KnobName = Literal[
+    "eta",
+    "variance_bound",
+    "variance_scale",
+    "variance_type",
+    "clip_sample",
+    "dynamic_thresholding",
+]
+
+
+class SamplerInfo(BaseModel):
+    """What one sampler is and which knobs it honours (served by ``GET /v1/samplers``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: SamplerName
+    scheduler_class: str = Field(description="the diffusers scheduler class behind it")
+    noise: Literal["deterministic", "stochastic", "either"] = Field(
+        description="whether it injects noise after the initial latent"
+    )
+    knobs: tuple[KnobName, ...] = Field(description="optional knobs it honours")
+    schedules: tuple[ScheduleName, ...]
+    default_schedule: ScheduleName = "uniform"
+    summary: str
+
+
+SAMPLERS: dict[str, SamplerInfo] = {
+    s.name: s
+    for s in (
+        SamplerInfo(
+            name="ddpm",
+            scheduler_class="DDPMScheduler",
+            noise="stochastic",
+            knobs=(
+                "variance_type",
+                "variance_bound",
+                "variance_scale",
+                "clip_sample",
+                "dynamic_thresholding",
+            ),
+            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            summary="Ancestral sampling of Ho et al. (2020) on the visited timesteps; the "
+            "injected variance is the posterior's (fixed_small) or β_t (fixed_large).",
+        ),
+        SamplerInfo(
+            name="ddim",
+            scheduler_class="DDIMScheduler",
+            noise="either",
+            knobs=("eta", "variance_bound", "variance_scale", "clip_sample", "dynamic_thresholding"),
+            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            summary="Song et al. (2021), eq. 12: eta = 0 is the deterministic DDIM, eta = 1 "
+            "injects the DDPM posterior variance.",
+        ),
+        SamplerInfo(
+            name="dpmpp_2m",
+            scheduler_class="DPMSolverMultistepScheduler",
+            noise="deterministic",
+            knobs=("dynamic_thresholding",),
+            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            summary="DPM-Solver++(2M), Lu et al. (2022): second-order multistep ODE solver.",
+        ),
+        SamplerInfo(
+            name="unipc",
+            scheduler_class="UniPCMultistepScheduler",
+            noise="deterministic",
+            knobs=("dynamic_thresholding",),
+            schedules=("uniform", "leading", "linspace"),
+            summary="UniPC, Zhao et al. (2023): predictor-corrector multistep ODE solver.",
+        ),
+        SamplerInfo(
+            name="euler",
+            scheduler_class="EulerDiscreteScheduler",
+            noise="deterministic",
+            knobs=(),
+            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            summary="Euler's method on the probability-flow ODE (Karras et al. 2022).",
+        ),
+        SamplerInfo(
+            name="euler_a",
+            scheduler_class="EulerAncestralDiscreteScheduler",
+            noise="stochastic",
+            knobs=(),
+            schedules=("uniform", "leading", "linspace"),
+            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up.",
+        ),
+    )
+}
