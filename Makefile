@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test reliability test-slow lint format bench eval eval-quick train fit-gauss clean
+.PHONY: venv system-tools run test reliability test-slow lint format bench eval eval-quick train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+system-tools:  ## promtool/prometheus and chromium/chromedriver from apt, when missing (needs root or sudo)
+	./.ci/install-system-tools.sh
+
 run: $(STAMP)  ## redis-server + one worker + the API on :8000; Ctrl-C stops all
 	$(PY) -m devstack
 
-test: $(STAMP)  ## the default (fast) test run
+test: $(STAMP) system-tools  ## the default (fast) test run
 	$(PY) -m pytest -m "not slow and not reliability"
 
 reliability: $(STAMP)  ## fault injection: kill -9, poison jobs, SIGTERM, Redis restart, bursts, schemathesis

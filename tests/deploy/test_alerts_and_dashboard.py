@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = ROOT / "deploy" / "prometheus"
-DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+from tests.deploy.monitoring import DASHBOARDS, PROMETHEUS, ROOT, alert_rules, panels
+
 SEVERITIES = {"warning", "critical"}
 
 # `rate(<series>{...}[<range>])` and friends, with the selector optional.
@@ -35,11 +33,6 @@ def _quantile(q: str, series: str) -> str:
     return rf"histogram_quantile\(\s*{q}\s*,\s*sum by \((\w+,\s*)*le(,\s*\w+)*\)\s*\(\s*{_rate_of(series)}"
 
 
-def _alert_rules() -> list[dict[str, Any]]:
-    data = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
-    return [rule for group in data["groups"] for rule in group["rules"] if "alert" in rule]
-
-
 def _scrape_jobs() -> set[str]:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     return {job["job_name"] for job in config["scrape_configs"]}
@@ -53,14 +46,14 @@ def _alerts_matching(*patterns: str) -> list[str]:
     """Names of the alerts whose expression matches every pattern."""
     return [
         rule["alert"]
-        for rule in _alert_rules()
+        for rule in alert_rules()
         if all(re.search(pattern, _normalised(rule["expr"])) for pattern in patterns)
     ]
 
 
 # --------------------------------------------------------------------------- alerts
 def test_alert_rules_are_complete() -> None:
-    rules = _alert_rules()
+    rules = alert_rules()
     names = [rule["alert"] for rule in rules]
     assert len(names) == len(set(names)), "alert names repeat"
     for rule in rules:
@@ -76,7 +69,7 @@ def test_alert_on_a_growing_queue() -> None:
         rf"(delta|deriv|increase)\(\s*{depth}{RANGE}\s*\)\s*\)\s*> 0",
     )
     # Every API replica reports the same stream: summing over replicas would multiply the depth.
-    for rule in _alert_rules():
+    for rule in alert_rules():
         assert not re.search(rf"sum\b[^()]*\(\s*{depth}", rule["expr"]), rule["alert"]
 
 
@@ -86,7 +79,7 @@ def test_alerts_on_missing_workers() -> None:
     assert scraped, "no alert on a worker that is not scraped"
     jobs = {
         re.search(r'job="(\w+)"', _normalised(rule["expr"])).group(1)  # type: ignore[union-attr]
-        for rule in _alert_rules()
+        for rule in alert_rules()
         if rule["alert"] in scraped
     }
     assert {"api", "worker"} <= jobs <= _scrape_jobs(), f"absent(up{{job=...}}) for {jobs}"
@@ -119,17 +112,10 @@ def test_prometheus_loads_the_alert_rules() -> None:
 
 
 # --------------------------------------------------------------------------- dashboard
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those inside collapsed rows."""
-    for panel in panels:
-        yield panel
-        yield from _panels(panel.get("panels", []))
-
-
 def _panel_exprs(dashboard: dict[str, Any]) -> list[list[str]]:
     return [
         [_normalised(target["expr"]) for target in panel.get("targets", []) if "expr" in target]
-        for panel in _panels(dashboard["panels"])
+        for panel in panels(dashboard["panels"])
     ]
 
 
@@ -155,11 +141,11 @@ REQUIRED_PANELS = {
 @pytest.mark.parametrize("concept", sorted(REQUIRED_PANELS))
 def test_dashboard_has_a_panel_for(path: Path, concept: str) -> None:
     """One panel holds all the queries of a concept (e.g. p50 and p95 side by side)."""
-    panels = _panel_exprs(json.loads(path.read_text()))
+    exprs_by_panel = _panel_exprs(json.loads(path.read_text()))
     patterns = REQUIRED_PANELS[concept]
-    assert any(all(any(re.search(p, expr) for expr in exprs) for p in patterns) for exprs in panels), (
-        f"{path.name}: no panel for {concept} ({patterns})"
-    )
+    assert any(
+        all(any(re.search(p, expr) for expr in exprs) for p in patterns) for exprs in exprs_by_panel
+    ), f"{path.name}: no panel for {concept} ({patterns})"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
@@ -171,7 +157,7 @@ def test_dashboard_queries_the_provisioned_datasource(path: Path) -> None:
     uids = {source["uid"] for source in provisioned["datasources"] if source["type"] == "prometheus"}
     variables = {v["name"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"}
     allowed = uids | {f"${{{name}}}" for name in variables} | {f"${name}" for name in variables}
-    for panel in _panels(dashboard["panels"]):
+    for panel in panels(dashboard["panels"]):
         for item in [panel, *panel.get("targets", [])]:
             if "datasource" in item and panel.get("type") != "row":
                 assert item["datasource"]["uid"] in allowed, f"panel {panel['id']}: {item['datasource']}"

@@ -1,8 +1,8 @@
 """The rendered Kubernetes overlays: schema-valid, and what an operator relies on holds.
 
-Each overlay in deploy/k8s/overlays is rendered with tests/deploy/kustomize_render.py (no kustomize
-binary here) and every object is validated against the Kubernetes OpenAPI schemas that the
-``kubernetes-validate`` package ships, in strict mode (unknown fields fail). The KEDA custom
+Each overlay in deploy/k8s/overlays is rendered by ``kubectl kustomize`` (the kustomize that
+``kubectl apply -k`` runs) and every object is validated against the Kubernetes OpenAPI schemas
+that the ``kubernetes-validate`` package ships, in strict mode (unknown fields fail). The KEDA custom
 resources have no schema there; a structural check of the fields we use stands in for one.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from protocol.keys import CONSUMER_GROUP, jobs_stream_key
-from tests.deploy.kustomize_render import render
+from tests.deploy import system_tools
 from workers.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,8 @@ Obj = dict[str, Any]
 
 @cache
 def _rendered(name: str) -> list[Obj]:
-    return render(K8S / "overlays" / name)
+    output = system_tools.run("kubectl", "kustomize", K8S / "overlays" / name)
+    return [obj for obj in yaml.safe_load_all(output) if obj is not None]
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -172,6 +173,18 @@ def test_keda_scaled_object_structure(overlay: tuple[str, list[Obj]]) -> None:
 
 
 # --------------------------------------------------------------------------- what operators rely on
+def test_base_labels_on_every_object(overlay: tuple[str, list[Obj]]) -> None:
+    name, objects = overlay
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    pairs = {key: value for label in base["labels"] for key, value in label["pairs"].items()}
+    wrong = [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in objects
+        if not pairs.items() <= o["metadata"].get("labels", {}).items()
+    ]
+    assert not wrong, f"{name}: without {pairs}: {wrong}"
+
+
 def test_namespace_on_every_object(overlay: tuple[str, list[Obj]]) -> None:
     name, objects = overlay
     wrong = [
