@@ -117,17 +117,18 @@ def load_model(
     """Loads weights and metadata. ``channels_last`` (CUDA only: it slows CPU convs) and
     ``compile_unet`` apply to UNets only."""
     started = time.perf_counter()
-    info, scheduler_config, null_class = read_model_info(entry.name, entry.path, entry.description)
+    folder = entry.folder()
+    info, scheduler_config, null_class = read_model_info(entry.name, folder, entry.description)
     if info.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"model {entry.name!r}: prediction_type {info.prediction_type!r} is not served")
     unet: torch.nn.Module
-    if read_architecture(entry.path) == "gaussian_mixture":
+    if read_architecture(folder) == "gaussian_mixture":
         # the closed form runs in float64 whatever ``dtype`` (inputs and outputs are cast), and
         # has no convolutions to re-layout or compile
-        mixture = load_gaussian_mixture(entry.path)
+        mixture = load_gaussian_mixture(folder)
         unet = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
     else:
-        unet = _load_unet(entry.path, device, dtype, channels_last, compile_unet)
+        unet = _load_unet(folder, device, dtype, channels_last, compile_unet)
     _warm_up(unet, info, null_class, device, dtype)
     return LoadedModel(
         info=info,
