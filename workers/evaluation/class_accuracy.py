@@ -29,7 +29,7 @@ from workers.models.registry import RegistryEntry, lookup
 from workers.sampling.engine import SamplingEngine, SamplingState, new_states
 from workers.training.data import load_mnist_digits
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+LIMITS = Limits.absolute()
 
 
 def fit_digit_classifier(seed: int = 0) -> tuple[SVC, float]:
