@@ -53,7 +53,7 @@ train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)
 	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 4000 --out workers/models/mnist-unet
 
 fit-gauss: $(STAMP)  ## refit the exact-score reference model mnist-gauss (seconds; deterministic)
-	$(PY) -m workers.models.fit_gaussian --out workers/models/mnist-gauss --components 32
+	$(PY) -m workers.training.fit_gaussian --out workers/models/mnist-gauss --components 32
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+REQUEST_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -24,7 +26,7 @@ class ApiMetrics:
             "HTTP request duration by route",
             ["route", "method"],
             registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            buckets=REQUEST_SECONDS_BUCKETS,
         )
         self.jobs_submitted = Counter(
             "denoise_api_jobs_submitted_total", "Jobs enqueued, by model", ["model"], registry=r

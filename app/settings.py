@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from protocol.job_scripts import JOB_TTL_DESCRIPTION
 from protocol.resolution import Limits
 from protocol.schema import (
     ABSOLUTE_MAX_GUIDANCE,
@@ -46,7 +47,7 @@ class ApiSettings(BaseSettings):
     max_job_timeout_s: float = Field(
         3600.0, gt=0, le=ABSOLUTE_MAX_TIMEOUT_S, description="the largest timeout_s a request may set"
     )
-    job_ttl_s: int = Field(86_400, ge=60, description="how long an unfinished job record is kept")
+    job_ttl_s: int = Field(86_400, ge=60, description=JOB_TTL_DESCRIPTION)
     heartbeat_stale_s: float = Field(15.0, gt=0, description="readiness: a worker beat newer than this")
     models_cache_s: float = Field(2.0, ge=0, description="how long the model list read from Redis is reused")
     redis_timeout_s: float = Field(

@@ -30,7 +30,7 @@ from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import lookup
 from workers.sampling.engine import SamplingEngine, new_states
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+LIMITS = Limits.absolute()
 SAMPLERS: list[dict[str, Any]] = [
     {"sampler": "ddim"},
     {"sampler": "ddim", "eta": 1.0, "variance_bound": 0.1},

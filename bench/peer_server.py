@@ -23,7 +23,7 @@ from workers.models.loading import load_model
 from workers.models.registry import lookup
 from workers.sampling.engine import generate
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+LIMITS = Limits.absolute()
 
 
 def create_peer_app(

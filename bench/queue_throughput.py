@@ -60,7 +60,7 @@ MODEL = ModelInfo(
 
 def default_config() -> ResolvedConfig:
     request = GenerationRequest(class_label=7, steps=50, seed=1)
-    return resolve_request(request, {MODEL.name: MODEL}, MODEL.name, Limits(1000, 16, 30.0))
+    return resolve_request(request, {MODEL.name: MODEL}, MODEL.name, Limits.absolute())
 
 
 async def enqueue(url: str, jobs: int, concurrency: int) -> float:

@@ -79,7 +79,7 @@ class Direct:
         torch.set_num_threads(threads)
         self.torch = torch
         self.model = load_model(lookup("mnist-unet"), torch.device(device), getattr(torch, dtype))
-        self.limits = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+        self.limits = Limits.absolute()
         self.engine = SamplingEngine(self.model)
 
     def run(self, indices: range) -> float:

@@ -50,6 +50,15 @@ _SUCCEEDED = _json_value(SUCCEEDED)
 _FAILED = _json_value(FAILED)
 _CANCELLED = _json_value(CANCELLED)
 
+# What the job TTL (``DENOISE_JOB_TTL_S``, read by the API and the workers) does: SUBMIT sets it on
+# the new job hash, FINISH (a worker) and CANCEL of a queued job (the API) set it again, and SUBMIT
+# counts a queued-set member older than it as gone. Both settings classes describe it with this.
+JOB_TTL_DESCRIPTION = (
+    "seconds a job record is kept after the job finishes (succeeded, failed or cancelled); also the "
+    "longest an unfinished (queued or running) job's record is kept, counted from submission. "
+    "Set the same value on the API and the workers"
+)
+
 # Lua: drops the job of KEYS[1] from its model's queued set (jobs submitted before the set
 # existed carry no field, and a field that is not JSON is ignored: neither may stop a transition).
 _LEAVE_QUEUE = f"""

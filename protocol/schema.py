@@ -85,7 +85,7 @@ class GenerationRequest(BaseModel):
     guidance_scale: float | None = Field(
         None, ge=0.0, le=ABSOLUTE_MAX_GUIDANCE, description="w in ε_u + w (ε_c − ε_u); 1 is off"
     )
-    guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="φ of Lin et al. 2023")
+    guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="φ of Lin et al. 2024")
     timeout_s: float | None = Field(
         None,
         gt=0.0,

@@ -26,7 +26,7 @@ from protocol.schema import ResolvedConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _wait_until(predicate, timeout_s: float, what: str, process: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout_s: float, what: str, process: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -77,7 +77,7 @@ def _running_worker(
             [sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=log
         )
         try:
-            _wait_until(lambda: redis_client.exists(worker_heartbeat_key(name)), 60, name, process)
+            wait_until(lambda: redis_client.exists(worker_heartbeat_key(name)), 60, name, process)
             yield process
         finally:
             process.terminate()
@@ -122,7 +122,7 @@ def api_url(redis_server: RedisServer, worker_process: dict[str, str], tmp_path_
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT, stdout=log, stderr=log)
-        _wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "api", process)
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "api", process)
         yield url
         process.terminate()
         process.wait(timeout=30)
@@ -200,7 +200,7 @@ def running_api(
             headers = (
                 {"X-API-Key": env["DENOISE_API_KEYS"].split(",")[0]} if "DENOISE_API_KEYS" in env else {}
             )
-            _wait_until(
+            wait_until(
                 lambda: httpx.get(f"{url}{ready_path}", headers=headers).status_code == 200,
                 30,
                 "api",

@@ -23,8 +23,7 @@ import redis
 from devstack.redis_server import RedisServer, free_port
 from protocol.keys import dead_letter_stream_key, job_key, jobs_stream_key, worker_heartbeat_key
 from protocol.schema import TERMINAL_STATUSES
-from tests.conftest import ROOT, service_env
-from tests.conftest import _wait_until as wait_for
+from tests.conftest import ROOT, service_env, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -66,7 +65,7 @@ class Stack:
         )
         process = self._spawn([sys.executable, "-m", "workers"], env, name)
         self.workers[name] = process
-        wait_for(lambda: self.redis.exists(worker_heartbeat_key(name)), 120, f"worker {name}", process)
+        wait_until(lambda: self.redis.exists(worker_heartbeat_key(name)), 120, f"worker {name}", process)
         return process
 
     def submit(self, body: dict[str, object]) -> str:
@@ -104,7 +103,7 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     built = Stack(tmp_path)
     try:
-        wait_for(lambda: built.http.get("/healthz").status_code == 200, 60, "api", built.api)
+        wait_until(lambda: built.http.get("/healthz").status_code == 200, 60, "api", built.api)
         yield built
     finally:
         built.close()
@@ -120,7 +119,7 @@ def test_kill_9_one_of_two_workers_during_50_jobs(stack: Stack) -> None:
     stack.start_worker("victim")
     stack.start_worker("survivor")
     jobs = [stack.submit({"class_label": i % 10, "seed": i, "steps": 30}) for i in range(50)]
-    wait_for(lambda: len(running_on(stack, jobs, "victim")) >= 5, 60, "victim busy")
+    wait_until(lambda: len(running_on(stack, jobs, "victim")) >= 5, 60, "victim busy")
     stack.workers["victim"].send_signal(signal.SIGKILL)
     killed_at = time.time()
 
@@ -147,7 +146,7 @@ def test_a_poison_job_is_dead_lettered_after_exactly_max_deliveries(stack: Stack
         worker = stack.start_worker(name, **env)
         poison = poison or stack.submit({"class_label": 3, "seed": 1, "steps": 1000})
         job_id = poison
-        wait_for(lambda n=name, j=job_id: running_on(stack, [j], n), 60, f"{name} runs it")  # type: ignore[misc]
+        wait_until(lambda n=name, j=job_id: running_on(stack, [j], n), 60, f"{name} runs it")  # type: ignore[misc]
         assert stack.record(poison)["attempts"] == attempt
         worker.send_signal(signal.SIGKILL)  # "crashes its worker every time"
     stack.start_worker("third", **env)
@@ -165,7 +164,7 @@ def test_a_poison_job_is_dead_lettered_after_exactly_max_deliveries(stack: Stack
 def test_sigterm_with_10_jobs_in_flight_loses_nothing(stack: Stack) -> None:
     worker = stack.start_worker("draining")
     jobs = [stack.submit({"class_label": i, "seed": i, "steps": 150}) for i in range(10)]
-    wait_for(lambda: len(running_on(stack, jobs, "draining")) == 10, 60, "10 in flight")
+    wait_until(lambda: len(running_on(stack, jobs, "draining")) == 10, 60, "10 in flight")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=300) == 0
     records = stack.wait_terminal(jobs, timeout_s=10)
@@ -209,7 +208,7 @@ def test_a_redis_restart_under_submissions_loses_no_accepted_job(stack: Stack) -
     time.sleep(3)
     stack.redis_server = RedisServer(port=stack.redis_server.port, data_dir=stack.tmp / "redis").start()
     restarted = time.monotonic()
-    wait_for(lambda: stack.http.get("/readyz").status_code == 200, 60, "ready again")
+    wait_until(lambda: stack.http.get("/readyz").status_code == 200, 60, "ready again")
     ready_after = time.monotonic() - restarted
     time.sleep(2)
     stop.set()
@@ -228,7 +227,7 @@ def test_a_redis_restart_under_submissions_loses_no_accepted_job(stack: Stack) -
 def test_cancel_10_queued_and_10_running_jobs(stack: Stack) -> None:
     stack.start_worker("busy", DENOISE_MAX_BATCH="20")  # 10 guided images fill it
     running = [stack.submit({"class_label": i, "seed": i, "steps": 1000}) for i in range(10)]
-    wait_for(lambda: len(running_on(stack, running, "busy")) == 10, 60, "10 running")
+    wait_until(lambda: len(running_on(stack, running, "busy")) == 10, 60, "10 running")
     queued = [stack.submit({"class_label": i, "seed": 100 + i, "steps": 5}) for i in range(10)]
     for job_id in queued:
         assert stack.http.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"

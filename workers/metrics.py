@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_MS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# histogram bucket bounds, in seconds: a job (queue wait, reverse process, end to end) takes 5 ms
+# to minutes; one step, forward or encoding takes 1 ms to about a second
+JOB_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STEP_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class WorkerMetrics:
@@ -16,31 +18,37 @@ class WorkerMetrics:
             "denoise_worker_queue_wait_seconds",
             "Enqueue to start of sampling",
             registry=r,
-            buckets=_MS_BUCKETS,
+            buckets=JOB_SECONDS_BUCKETS,
         )
         self.inference = Histogram(
             "denoise_worker_inference_seconds",
             "Reverse process of a job (all steps)",
             registry=r,
-            buckets=_MS_BUCKETS,
+            buckets=JOB_SECONDS_BUCKETS,
         )
         self.step = Histogram(
             "denoise_worker_step_seconds",
             "One batched denoising step (forward + scheduler steps)",
             registry=r,
-            buckets=_STEP_BUCKETS,
+            buckets=STEP_SECONDS_BUCKETS,
         )
         self.encode = Histogram(
             "denoise_worker_encode_seconds",
             "Decoding and PNG encoding of a job",
             registry=r,
-            buckets=_STEP_BUCKETS,
+            buckets=STEP_SECONDS_BUCKETS,
         )
         self.total = Histogram(
-            "denoise_worker_job_total_seconds", "Enqueue to stored result", registry=r, buckets=_MS_BUCKETS
+            "denoise_worker_job_total_seconds",
+            "Enqueue to stored result",
+            registry=r,
+            buckets=JOB_SECONDS_BUCKETS,
         )
         self.forward = Histogram(
-            "denoise_worker_forward_seconds", "One batched UNet forward", registry=r, buckets=_STEP_BUCKETS
+            "denoise_worker_forward_seconds",
+            "One batched UNet forward",
+            registry=r,
+            buckets=STEP_SECONDS_BUCKETS,
         )
         self.batch_rows = Histogram(
             "denoise_worker_batch_rows",

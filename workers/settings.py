@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol.job_scripts import JOB_TTL_DESCRIPTION
 from workers.models.registry import BUNDLED_REGISTRY
 
 
@@ -31,7 +32,7 @@ class WorkerSettings(BaseSettings):
     channels_last: bool = Field(False, description="channels-last memory format (CUDA only)")
     compile: bool = Field(False, description="torch.compile the UNet (dynamic shapes: batch sizes vary)")
     torch_threads: int = Field(0, ge=0, description="intra-op threads on CPU (0: torch default)")
-    job_ttl_s: int = Field(86_400, ge=60, description="how long a finished job record is kept")
+    job_ttl_s: int = Field(86_400, ge=60, description=JOB_TTL_DESCRIPTION)
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_ttl_s: float = Field(10.0, gt=0)
     block_ms: int = Field(1000, ge=10, description="how long an idle worker blocks on the stream")

@@ -21,7 +21,7 @@ from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import lookup
 from workers.sampling.engine import generate
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30)
+LIMITS = Limits.absolute()
 
 
 def load_models() -> dict[str, LoadedModel]:

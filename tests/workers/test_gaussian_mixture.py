@@ -20,7 +20,6 @@ from scipy.special import logsumexp
 from protocol.schema import ResolvedConfig
 from tests.conftest import resolved_config
 from workers.images import to_uint8
-from workers.models.fit_gaussian import fit_gaussian_mixture, noise_scheduler
 from workers.models.gaussian_mixture import (
     GaussianMixture,
     GaussianMixtureDenoiser,
@@ -28,8 +27,10 @@ from workers.models.gaussian_mixture import (
     save_gaussian_mixture,
 )
 from workers.models.loading import LoadedModel, load_model, read_architecture, read_model_info
+from workers.models.metadata import ModelMetadata
 from workers.models.registry import lookup
 from workers.sampling.engine import generate
+from workers.training.fit_gaussian import fit_gaussian_mixture, noise_scheduler
 
 NULL = 10
 # x_t rows: drawn from these classes, conditioned on these labels (2 != 7 on purpose; 10: null)
@@ -249,13 +250,9 @@ def test_fit_recovers_a_known_low_rank_gaussian() -> None:
 
 
 def test_save_and_load_round_trip(mixture: GaussianMixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    metadata = {
-        "conditioning": "class_label",
-        "num_classes": 10,
-        "null_class": 10,
-        "image_size": 28,
-        "channels": 1,
-    }
+    metadata = ModelMetadata(
+        conditioning="class_label", num_classes=10, null_class=10, image_size=28, channels=1
+    )
     save_gaussian_mixture(mixture, noise_scheduler(), tmp_path, metadata)
     assert read_architecture(tmp_path) == "gaussian_mixture"
     again = load_gaussian_mixture(tmp_path)

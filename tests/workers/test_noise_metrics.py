@@ -16,7 +16,7 @@ from workers.evaluation.noise_metrics import (
     structured_frechet_distance,
     variance_ratios,
 )
-from workers.training.data import load_mnist_digits
+from workers.training.data import load_mnist_digits, to_unit_range
 
 
 def _reference(dim: int = 120, rank: int = 6, seed: int = 0) -> ClassGaussian:
@@ -137,7 +137,7 @@ def test_structured_frechet_distance_matches_the_full_fd_at_large_n() -> None:
 
 
 def test_high_frequency_ratio_is_one_for_the_data_and_above_one_with_white_noise() -> None:
-    images = load_mnist_digits()[0][:500].astype(np.float64) / 255.0
+    images = to_unit_range(load_mnist_digits()[0][:500])
     assert high_frequency_ratio(images, images) == pytest.approx(1.0, abs=1e-12)
     noisy = images + np.random.default_rng(7).normal(0, 0.1, images.shape)
     assert high_frequency_ratio(noisy, images) > 1.5

@@ -11,7 +11,7 @@ from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.images import to_uint8
 from workers.sampling.engine import SamplingEngine, generate, new_states
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30)
+LIMITS = Limits.absolute()
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,15 @@ from workers.images import to_uint8
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup
 from workers.sampling.engine import SamplingEngine, SamplingState, new_states
-from workers.training.data import load_mnist_digits
+from workers.training.data import load_mnist_digits, to_unit_range
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+LIMITS = Limits.absolute()
 
 
 def fit_digit_classifier(seed: int = 0) -> tuple[SVC, float]:
     """An SVC fitted on all 5,000 digits, and its accuracy on a held-out 20% (fitted separately)."""
     images, labels = load_mnist_digits()
-    features = images.reshape(len(images), -1) / 255.0
+    features = to_unit_range(images.reshape(len(images), -1))
     x_train, x_test, y_train, y_test = train_test_split(
         features, labels, test_size=0.2, random_state=seed, stratify=labels
     )
@@ -92,7 +92,7 @@ def evaluate(
     for guidance in guidances:
         started = time.perf_counter()
         pixels, asked = sample_digits(model, guidance, per_class, steps, sampler, seed)
-        predicted = classifier.predict(pixels.reshape(len(pixels), -1) / 255.0)
+        predicted = classifier.predict(to_unit_range(pixels.reshape(len(pixels), -1)))
         per_class_acc = [float(np.mean(predicted[asked == c] == c)) for c in range(int(asked.max()) + 1)]
         rows.append(
             {

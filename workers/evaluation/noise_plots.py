@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from workers.evaluation.noise_report import _bound_family, _bound_key, _rows
+from workers.evaluation.noise_report import bound_families, report_rows, variance_bound_of
 from workers.evaluation.sample_grid import tile
 
 DPI = 80
@@ -26,7 +26,7 @@ DPI = 80
 
 def _plain_families(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     families: dict[str, list[dict[str, Any]]] = {}
-    for row in _rows(report, "exact"):
+    for row in report_rows(report, "exact"):
         request = row["request"]
         if "guidance_scale" in request or "variance_bound" in request:
             continue
@@ -82,12 +82,9 @@ def _variance_bound(report: dict[str, Any], path: Path) -> None:
     figure = Figure(figsize=(6, 3.6), dpi=DPI, layout="constrained")
     axes = figure.subplots()
     for kind in ("exact", "trained"):
-        families: dict[str, list[dict[str, Any]]] = {}
-        for row in _rows(report, kind, "bound"):
-            families.setdefault(_bound_family(row), []).append(row)
-        for family, rows in families.items():
-            rows.sort(key=_bound_key, reverse=True)
-            labels = ["none" if _bound_key(r) == float("inf") else f"{_bound_key(r):g}" for r in rows]
+        for family, rows in bound_families(report, kind).items():
+            bounds = [variance_bound_of(r) for r in rows]
+            labels = ["none" if b == float("inf") else f"{b:g}" for b in bounds]
             axes.plot(labels, [r["noise_estimate"] for r in rows], marker="o", label=f"{kind}: {family}")
     axes.set_xlabel("variance_bound b (σ_t ≤ b)")
     axes.set_ylabel("mean noise estimate σ̂ (gray levels)")
@@ -127,7 +124,7 @@ def write_figures(
     if "exact" in report and _plain_families(report):
         written.append(out / "exact_vs_nfe.png")
         _exact_vs_nfe(report, written[-1])
-    if _rows(report, "exact", "bound") or _rows(report, "trained", "bound"):
+    if report_rows(report, "exact", "bound") or report_rows(report, "trained", "bound"):
         written.append(out / "variance_bound.png")
         _variance_bound(report, written[-1])
     for kind, model_grids in grids.items():

@@ -14,22 +14,30 @@ IDENTICAL_KEYS = {
 }
 
 
-def _rows(report: dict[str, Any], kind: str, group: str | None = None) -> list[dict[str, Any]]:
+def report_rows(report: dict[str, Any], kind: str, group: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``kind`` (``exact`` or ``trained``) that ran, only those in ``group`` if given."""
     rows = report.get(kind, {}).get("rows", [])
     return [r for r in rows if "skipped" not in r and (group is None or group in r["groups"])]
 
 
 def _reference(report: dict[str, Any]) -> dict[str, Any] | None:
-    return next(iter(_rows(report, "exact", "reference")), None)
+    return next(iter(report_rows(report, "exact", "reference")), None)
 
 
-def _bound_key(row: dict[str, Any]) -> float:
+def variance_bound_of(row: dict[str, Any]) -> float:
+    """The row's requested ``variance_bound``; infinity when it asked for none."""
     bound = row["request"].get("variance_bound")
     return float("inf") if bound is None else float(bound)
 
 
-def _bound_family(row: dict[str, Any]) -> str:
-    return row["family"].split(" b=")[0]
+def bound_families(report: dict[str, Any], kind: str) -> dict[str, list[dict[str, Any]]]:
+    """The ``bound`` group's rows of ``kind`` by sampler family, each from no bound down to 0."""
+    families: dict[str, list[dict[str, Any]]] = {}
+    for row in report_rows(report, kind, "bound"):
+        families.setdefault(row["family"].split(" b=")[0], []).append(row)
+    for rows in families.values():
+        rows.sort(key=variance_bound_of, reverse=True)  # none, 0.2, ..., 0
+    return families
 
 
 def add_answers(report: dict[str, Any]) -> None:
@@ -41,10 +49,10 @@ def add_answers(report: dict[str, Any]) -> None:
         for metric in ("fd_structured", "fd"):
             fd_ref = reference[metric]
             answers["reference"][metric] = fd_ref
-            for row in _rows(report, "exact"):
+            for row in report_rows(report, "exact"):
                 row[f"{metric}_over_reference"] = row[metric] / fd_ref
             cheap = sorted(
-                (r for r in _rows(report, "exact") if r["nfe"] <= MAX_NFE), key=lambda r: r[metric]
+                (r for r in report_rows(report, "exact") if r["nfe"] <= MAX_NFE), key=lambda r: r[metric]
             )
             answers[f"within_10pct_at_20_nfe_{metric}"] = [
                 {
@@ -62,7 +70,7 @@ def add_answers(report: dict[str, Any]) -> None:
                     "over_reference": cheap[0][metric] / fd_ref,
                 }
     ordering: dict[str, list[dict[str, Any]]] = {}
-    for row in _rows(report, "exact", "ordering"):
+    for row in report_rows(report, "exact", "ordering"):
         ordering.setdefault(str(row["nfe"]), []).append(row)
     answers["ordering_by_fd_structured"] = {
         steps: [
@@ -76,23 +84,19 @@ def add_answers(report: dict[str, Any]) -> None:
     identical = []
     for kind, keys in IDENTICAL_KEYS.items():
         same: dict[tuple[str, ...], list[str]] = {}
-        for row in _rows(report, kind):
+        for row in report_rows(report, kind):
             same.setdefault(tuple(f"{row[k]:.4g}" for k in keys), []).append(row["label"])
         identical += [f"{kind}: " + " = ".join(labels) for labels in same.values() if len(labels) > 1]
     answers["identical_results"] = identical
     answers["late_start"] = [
         {"label": r["label"], "alpha_prod_start": r["alpha_prod_start"]}
         for kind in ("exact", "trained")
-        for r in _rows(report, kind)
+        for r in report_rows(report, kind)
         if r.get("alpha_prod_start", 0.0) > LATE_START
     ]
     bound: dict[str, Any] = {}
     for kind in ("exact", "trained"):
-        families: dict[str, list[dict[str, Any]]] = {}
-        for row in _rows(report, kind, "bound"):
-            families.setdefault(_bound_family(row), []).append(row)
-        for family, rows in families.items():
-            rows.sort(key=_bound_key, reverse=True)  # none, 0.2, ..., 0
+        for family, rows in bound_families(report, kind).items():
             noise = [r["noise_estimate"] for r in rows]
             bound[f"{kind}: {family}"] = {
                 "bounds": [r["request"].get("variance_bound") for r in rows],
@@ -121,7 +125,7 @@ def exact_table(report: dict[str, Any], group: str | None = None) -> list[str]:
             f"| {_pm(floor['fd_structured'], 2)} | | {_pm(floor['fd'], 1)} | "
             f"| {_pm(floor['noise_estimate'], 1)} | |"
         )
-    for row in _rows(report, "exact", group):
+    for row in report_rows(report, "exact", group):
         ratios = [
             f"{row[k]:.2f}" if k in row else "" for k in ("fd_structured_over_reference", "fd_over_reference")
         ]
@@ -146,7 +150,7 @@ def trained_table(report: dict[str, Any], group: str | None = None) -> list[str]
             f"| {_pm(floor['fd_features'], 3)} "
             f"| {_pm(floor['hf_ratio'], 3)} | {_pm(floor['noise_estimate'], 2)} | |"
         )
-    for row in _rows(report, "trained", group):
+    for row in report_rows(report, "trained", group):
         lines.append(
             f"| {row['label']} | {row['nfe']} | {row['rows_per_image']} | {row['accuracy']:.3f} "
             f"| {row['fd_features']:.3f} | {row['hf_ratio']:.3f} | {row['noise_estimate']:.2f} "
@@ -252,8 +256,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         ("guidance", "Guidance"),
         ("bound", "variance_bound"),
     ):
-        if "exact" in report and _rows(report, "exact", group):
+        if "exact" in report and report_rows(report, "exact", group):
             lines += [f"### {title}: exact model", "", *exact_table(report, group), ""]
-        if "trained" in report and _rows(report, "trained", group):
+        if "trained" in report and report_rows(report, "trained", group):
             lines += [f"### {title}: trained model", "", *trained_table(report, group), ""]
     return "\n".join(lines).rstrip()

@@ -69,7 +69,7 @@ from workers.images import to_uint8
 from workers.models.loading import LoadedModel
 from workers.noise_estimate import noise_estimate
 from workers.sampling.engine import SamplingEngine
-from workers.training.data import load_mnist_digits
+from workers.training.data import load_mnist_digits, to_unit_range
 
 SEED = 20240
 FEATURE_DIMS = 20
@@ -107,11 +107,11 @@ class DataReference:
     @classmethod
     def fit(cls) -> DataReference:
         images, labels = load_mnist_digits()
-        pixels = images.reshape(len(images), -1) / 255.0
+        pixels = to_unit_range(images.reshape(len(images), -1))
         pca = PCA(n_components=FEATURE_DIMS, svd_solver="full").fit(pixels)
         mean, covariance = gaussian_statistics(pca.transform(pixels))
         classifier, held_out = fit_digit_classifier()
-        share = high_frequency_share(images / 255.0)
+        share = high_frequency_share(to_unit_range(images))
         return cls(classifier, held_out, pca, images, labels, mean, covariance, share)
 
 
@@ -164,13 +164,13 @@ def exact_metrics(latents: np.ndarray, labels: np.ndarray, gaussians: dict[int, 
 
 def trained_metrics(pixels: np.ndarray, labels: np.ndarray, data: DataReference) -> dict:
     """Class accuracy, FD of PCA features to the data's, high-frequency energy ratio."""
-    flat = pixels.reshape(len(pixels), -1) / 255.0
+    flat = to_unit_range(pixels.reshape(len(pixels), -1))
     predicted = data.classifier.predict(flat)
     mean, covariance = gaussian_statistics(data.pca.transform(flat))
     return {
         "accuracy": float(np.mean(predicted == labels)),
         "fd_features": frechet_distance(mean, covariance, data.feature_mean, data.feature_covariance),
-        "hf_ratio": high_frequency_share(pixels / 255.0) / data.high_frequency_share,
+        "hf_ratio": high_frequency_share(to_unit_range(pixels)) / data.high_frequency_share,
     }
 
 

@@ -19,7 +19,7 @@ from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup
 from workers.sampling.engine import SamplingEngine, new_states
 
-LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30.0)
+LIMITS = Limits.absolute()
 
 
 def sample_grid(model: LoadedModel, request: GenerationRequest, columns: int) -> np.ndarray:

@@ -41,7 +41,6 @@ Notation: ``alpha_prod_t`` -> ᾱ_t, ``means`` -> μ, ``components`` -> U, ``var
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,9 @@ from diffusers import DDPMScheduler
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from safetensors.torch import load_file, save_file
 
+from workers.models.metadata import ModelMetadata
+
 MIXTURE_FILE = "gaussian_mixture.safetensors"
-METADATA_FILE = "denoise_model.json"  # the same file as a UNet directory's (loading.py)
 
 
 def _orthonormalise(matrices: torch.Tensor) -> torch.Tensor:
@@ -266,7 +266,7 @@ class GaussianMixtureDenoiser(torch.nn.Module):
 
 
 def save_gaussian_mixture(
-    mixture: GaussianMixture, scheduler: DDPMScheduler, out_dir: Path, metadata: dict[str, Any]
+    mixture: GaussianMixture, scheduler: DDPMScheduler, out_dir: Path, metadata: ModelMetadata
 ) -> None:
     """Writes ``gaussian_mixture.safetensors`` (μ, U as float32: about 1 MB; the rest float64),
     ``denoise_model.json`` (``metadata`` plus the architecture) and ``scheduler/`` (the training
@@ -281,17 +281,16 @@ def save_gaussian_mixture(
         "log_weights": mixture.log_weights,
     }
     save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(out_dir / MIXTURE_FILE))
-    full = {"architecture": "gaussian_mixture", **metadata}
-    (out_dir / METADATA_FILE).write_text(json.dumps(full, indent=2) + "\n")
+    metadata.model_copy(update={"architecture": "gaussian_mixture"}).write(out_dir)
 
 
 def load_gaussian_mixture(path: Path | str) -> GaussianMixture:
     """The mixture in a model directory (float64, on the CPU), with its training ᾱ schedule."""
     path = Path(path)
     tensors = load_file(str(path / MIXTURE_FILE))
-    metadata = json.loads((path / METADATA_FILE).read_text())
+    metadata = ModelMetadata.read(path)
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
-    size = int(metadata["image_size"])
+    size = metadata.image_size
     return GaussianMixture(
         means=tensors["means"],
         components=tensors["components"],
@@ -299,5 +298,5 @@ def load_gaussian_mixture(path: Path | str) -> GaussianMixture:
         floor=tensors["floor"],
         log_weights=tensors["log_weights"],
         alphas_cumprod=scheduler.alphas_cumprod,
-        image_shape=(int(metadata["channels"]), size, size),
+        image_shape=(metadata.channels, size, size),
     )

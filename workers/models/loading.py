@@ -1,5 +1,5 @@
 """Loads a model directory for serving: a UNet written by ``workers.training`` (diffusers layout)
-or the closed-form Gaussian mixture written by ``workers.models.fit_gaussian``.
+or the closed-form Gaussian mixture written by ``workers.training.fit_gaussian``.
 
 Both directories hold ``denoise_model.json`` and ``scheduler/``; its ``architecture`` key says
 which network follows (``unet2d``, the default when absent, or ``gaussian_mixture``). Either is
@@ -8,21 +8,18 @@ served as a ``torch.nn.Module`` called like ``UNet2DModel``: ``unet(x_t, t, clas
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from protocol.schema import ModelInfo
 from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDenoiser, load_gaussian_mixture
+from workers.models.metadata import Architecture, ModelMetadata
 from workers.models.registry import RegistryEntry
-
-MODEL_METADATA_FILE = "denoise_model.json"
-Architecture = Literal["unet2d", "gaussian_mixture"]
 
 
 @dataclass
@@ -49,33 +46,27 @@ def read_model_info(
     name: str, path: Path, description: str = ""
 ) -> tuple[ModelInfo, dict[str, Any], int | None]:
     """ModelInfo, the training scheduler config and the null class, without loading weights."""
-    metadata = json.loads((path / MODEL_METADATA_FILE).read_text())
+    metadata = ModelMetadata.read(path)
     scheduler_config = dict(DDPMScheduler.load_config(path / "scheduler"))
     info = ModelInfo(
         name=name,
-        conditioning=metadata["conditioning"],
-        num_classes=metadata.get("num_classes"),
-        class_names=metadata.get("class_names"),
-        image_size=int(metadata["image_size"]),
-        channels=int(metadata["channels"]),
-        default_guidance_scale=float(metadata.get("default_guidance_scale", 1.0)),
-        default_steps=int(metadata.get("default_steps", 50)),
-        default_sampler=metadata.get("default_sampler", "ddim"),
+        conditioning=metadata.conditioning,
+        num_classes=metadata.num_classes,
+        class_names=metadata.class_names,
+        image_size=metadata.image_size,
+        channels=metadata.channels,
+        **metadata.request_defaults(),
         training_noise_schedule=str(scheduler_config.get("beta_schedule", "unknown")),
         num_train_timesteps=int(scheduler_config["num_train_timesteps"]),
         prediction_type=str(scheduler_config.get("prediction_type", "epsilon")),
         description=description,
     )
-    return info, scheduler_config, metadata.get("null_class")
+    return info, scheduler_config, metadata.null_class
 
 
 def read_architecture(path: Path) -> Architecture:
     """The network a model directory holds (``unet2d`` when ``denoise_model.json`` names none)."""
-    architecture = json.loads((path / MODEL_METADATA_FILE).read_text()).get("architecture", "unet2d")
-    valid: tuple[Architecture, ...] = get_args(Architecture)
-    if architecture not in valid:
-        raise ValueError(f"{path}: architecture {architecture!r} is not one of {', '.join(valid)}")
-    return architecture  # type: ignore[no-any-return]
+    return ModelMetadata.read(path).network
 
 
 def _load_unet(

