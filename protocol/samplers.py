@@ -2,8 +2,8 @@
 whether it injects noise, the knobs and schedules it honours (``GET /v1/samplers``).
 
 The worker's table (``workers.sampling.sampler_table``) builds each sampler's scheduler from
-the entry of the same name; a test checks that the two tables name the same samplers and
-classes.
+the entry of the same name; a test checks that the two tables name the same samplers, classes
+and knobs.
 """
 
 from __future__ import annotations

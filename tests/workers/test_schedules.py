@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
+import numpy as np
 import pytest
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from workers.sampling.schedules import timestep_schedule
+from protocol.schema import ResolvedConfig
+from workers.models.registry import load_registry
+from workers.sampling.sampler_table import SAMPLER_TABLE
+from workers.sampling.scheduler_factory import build_scheduler
+from workers.sampling.schedules import DIFFUSERS_SPACING, timestep_schedule
 
+ROOT = Path(__file__).resolve().parents[2]
 ALPHAS = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.numpy()
 
 
@@ -41,3 +49,122 @@ def test_low_noise_schedules_spend_more_steps_near_zero() -> None:
 def test_too_many_steps_is_an_error() -> None:
     with pytest.raises(ValueError, match="between 1 and 1000"):
         timestep_schedule("uniform", 1001, 1000)
+
+
+# ------------------------------------------ the even spacings against diffusers' timestep_spacing
+# The relation is spelled out in workers/sampling/schedules.py (module doc); this pins it for every
+# bundled training config, for 1..50 steps and a few large counts.
+TRAINING_CONFIGS = {
+    path.parent.parent.name: {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    for path in sorted((ROOT / "workers/models").glob("*/scheduler/scheduler_config.json"))
+}
+STEP_COUNTS = [*range(1, 51), 61, 100, 103, 250, 500, 769, 999, 1000]
+# where the float arange of T/N strides yields N+1 points (T = 1000), within STEP_COUNTS
+UNIFORM_DIFFERS = {61, 103, 769}
+EVEN = ("uniform", "leading", "linspace")
+
+
+def test_uniform_differs_exactly_where_the_float_arange_yields_one_point_more() -> None:
+    overshoots = {n for n in STEP_COUNTS if len(np.arange(1000, 0, -1000 / n)) == n + 1}
+    assert overshoots == UNIFORM_DIFFERS
+    assert len(timestep_schedule("uniform", 61, 1000)) == 62  # one step more than asked (see module doc)
+
+
+def test_every_bundled_model_has_a_training_config() -> None:
+    assert sorted(TRAINING_CONFIGS) == sorted(load_registry())
+    assert {c["num_train_timesteps"] for c in TRAINING_CONFIGS.values()} == {1000}
+
+
+def diffusers_timesteps(scheduler_class: type, train: dict, schedule: str, steps: int) -> list[float]:
+    scheduler = scheduler_class.from_config(train, timestep_spacing=DIFFUSERS_SPACING[schedule])
+    scheduler.set_timesteps(steps)
+    return [float(t) for t in scheduler.timesteps]
+
+
+def assert_relation(theirs: list[float], schedule: str, steps: int, relation: str) -> None:
+    """``relation``: how a diffusers class spaces ``schedule`` compared with ``timestep_schedule``."""
+    T = 1000
+    ours = timestep_schedule(schedule, steps, T)  # type: ignore[arg-type]
+    if schedule == "uniform":  # diffusers' "trailing", the same formula in every class
+        if steps not in UNIFORM_DIFFERS:
+            assert theirs == ours
+        else:  # N+1 steps; diffusers ends at -1, ours clipped to 0 and kept distinct
+            assert len(theirs) == len(ours) == steps + 1
+            assert theirs[-1] == -1 and ours[-1] == 0 and theirs[:-2] == ours[:-2]
+            assert len(set(ours)) == len(ours)
+    elif relation == "same" or (relation == "fractional_linspace" and schedule == "leading"):
+        assert theirs == ours
+    elif relation == "fractional_linspace":  # unrounded: ties may round the other way
+        assert len(theirs) == len(ours) and max(abs(a - b) for a, b in zip(theirs, ours, strict=True)) <= 0.5
+    elif steps < T:  # "one_more_minus_last": N+1 points, the lowest dropped
+        assert theirs == timestep_schedule(schedule, steps + 1, T)[:-1]  # type: ignore[arg-type]
+    elif schedule == "leading":  # N = T: a stride of T // (N+1) = 0
+        assert theirs == [0.0] * T
+    else:  # linspace, N = T: 999 down to 1 with one repeat
+        assert len(theirs) == T and set(theirs) == set(range(1, T))
+
+
+@pytest.mark.parametrize("model", sorted(TRAINING_CONFIGS))
+@pytest.mark.parametrize(
+    ("scheduler_class", "relation"),
+    [(DDIMScheduler, "same"), (DPMSolverMultistepScheduler, "one_more_minus_last")],
+    ids=["DDIMScheduler", "DPMSolverMultistepScheduler"],
+)
+def test_even_spacings_against_diffusers(model: str, scheduler_class: type, relation: str) -> None:
+    for schedule in EVEN:
+        for steps in STEP_COUNTS:
+            theirs = diffusers_timesteps(scheduler_class, TRAINING_CONFIGS[model], schedule, steps)
+            assert_relation(theirs, schedule, steps, relation)
+
+
+BASE_CONFIG = {
+    "model": "m",
+    "class_label": None,
+    "prompt": None,
+    "num_images": 1,
+    "seed": 0,
+    "deterministic": True,
+    "eta": None,
+    "variance_bound": None,
+    "variance_scale": None,
+    "variance_type": None,
+    "clip_sample": False,
+    "dynamic_thresholding": False,
+    "dynamic_thresholding_ratio": None,
+    "guidance_scale": 1.0,
+    "guidance_rescale": 0.0,
+    "image_size": 28,
+}
+
+# how each sampler's visited timesteps relate to timestep_schedule (ddim and ddpm visit it)
+SAMPLER_RELATION = {
+    "ddim": "same",
+    "ddpm": "same",
+    "dpmpp_2m": "one_more_minus_last",
+    "unipc": "one_more_minus_last",
+    "euler": "fractional_linspace",
+    "euler_a": "fractional_linspace",
+}
+
+
+def test_every_sampler_has_a_spacing_relation() -> None:
+    assert sorted(SAMPLER_RELATION) == sorted(SAMPLER_TABLE)
+    for name, entry in SAMPLER_TABLE.items():
+        assert (entry.even_spacing == "timestep_schedule") == (SAMPLER_RELATION[name] == "same"), name
+
+
+@pytest.mark.parametrize("model", sorted(TRAINING_CONFIGS))
+@pytest.mark.parametrize("sampler", sorted(SAMPLER_RELATION))
+def test_each_sampler_visits_its_even_spacing(model: str, sampler: str) -> None:
+    """The timesteps the built scheduler really visits (ddim/ddpm: ours, untouched by diffusers)."""
+    entry = SAMPLER_TABLE[sampler]  # type: ignore[index]
+    for schedule in EVEN:
+        for steps in (*range(1, 51, 7), 61, 769, 1000):
+            config = ResolvedConfig(
+                **{**BASE_CONFIG, "sampler": sampler, "schedule": schedule, "steps": steps}
+            )
+            theirs = [float(t) for t in build_scheduler(config, TRAINING_CONFIGS[model]).timesteps]
+            if entry.even_spacing == "timestep_schedule":
+                assert theirs == timestep_schedule(schedule, steps, 1000)  # type: ignore[arg-type]
+            else:
+                assert_relation(theirs, schedule, steps, SAMPLER_RELATION[sampler])

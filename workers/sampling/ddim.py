@@ -20,26 +20,48 @@ pred_epsilon -> ε̂.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import DDIMScheduler
+from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+
+from workers.sampling.registered_config import extends_config
 
 
 class VarianceControlledDDIMScheduler(DDIMScheduler):
-    """DDIMScheduler whose ``step`` follows the visited list and bounds σ_t (see module doc)."""
+    """DDIMScheduler whose ``step`` follows the visited list and bounds σ_t (see module doc).
 
-    eta: float = 0.0
-    variance_scale: float = 1.0
-    variance_bound: float | None = None
+    η, ``variance_scale`` (s) and ``variance_bound`` (b) are registered config, next to the
+    parent's: ``scheduler.config`` shows everything that shapes a step.
+    """
 
-    def configure_noise(self, eta: float, variance_scale: float | None, variance_bound: float | None) -> None:
-        self.eta = eta
-        self.variance_scale = 1.0 if variance_scale is None else variance_scale
-        self.variance_bound = variance_bound
-        self.injected_noise_std: list[float] = []
+    @register_to_config
+    @extends_config(DDIMScheduler)
+    def __init__(
+        self,
+        *args: Any,
+        eta: float = 0.0,
+        variance_scale: float = 1.0,
+        variance_bound: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.injected_noise_std: list[float] = []  # σ'_t of each step taken (0 when η = 0)
 
-    def set_timestep_list(self, timesteps: list[int]) -> None:
-        """Visits exactly ``timesteps`` (descending)."""
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """Visits exactly ``timesteps`` (descending) when given, like ``DDPMScheduler``."""
+        if timesteps is None:
+            if num_inference_steps is None:
+                raise ValueError("set_timesteps needs num_inference_steps or timesteps")
+            super().set_timesteps(num_inference_steps, device)  # type: ignore[arg-type]
+            return
         self.num_inference_steps = len(timesteps)
         self.timesteps = torch.tensor(timesteps, dtype=torch.int64)
 
@@ -86,10 +108,11 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
             pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
 
         # 4. σ_t(η) (eq. 16), then scale and bound it
+        eta = self.config.eta
         variance = (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
-        std_dev_t = self.eta * float(variance) ** 0.5 * self.variance_scale
-        if self.variance_bound is not None:
-            std_dev_t = min(std_dev_t, self.variance_bound)
+        std_dev_t = eta * float(variance) ** 0.5 * self.config.variance_scale
+        if self.config.variance_bound is not None:
+            std_dev_t = min(std_dev_t, self.config.variance_bound)
         std_dev_t = min(std_dev_t, float(1 - alpha_prod_t_prev) ** 0.5)
 
         # 5. direction pointing to x_t, and x_{t'} without noise (eq. 12)
@@ -97,12 +120,12 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
         prev_sample = alpha_prod_t_prev**0.5 * pred_original_sample + pred_sample_direction
 
         # 6. inject σ'_t z; a deterministic run (η = 0) draws nothing from the generator
-        if self.eta > 0:
+        if eta > 0:
             device = generator.device if generator is not None else model_output.device
             noise = torch.randn(
                 model_output.shape, generator=generator, dtype=model_output.dtype, device=device
             ).to(model_output.device)
             prev_sample = prev_sample + std_dev_t * noise
-        self.injected_noise_std.append(std_dev_t if self.eta > 0 else 0.0)
+        self.injected_noise_std.append(std_dev_t if eta > 0 else 0.0)
 
         return DDIMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

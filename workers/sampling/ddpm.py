@@ -13,20 +13,29 @@ The mean μ̃_t is untouched, so s = 0 (or b = 0) leaves the posterior-mean chai
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import DDPMScheduler
+from diffusers.configuration_utils import register_to_config
+
+from workers.sampling.registered_config import extends_config
 
 
 class VarianceControlledDDPMScheduler(DDPMScheduler):
-    """DDPMScheduler whose injected variance is scaled by ``s²`` and bounded by ``b²``."""
+    """DDPMScheduler whose injected variance is scaled by ``s²`` and bounded by ``b²``.
 
-    variance_scale: float = 1.0
-    variance_bound: float | None = None
+    ``variance_scale`` (s) and ``variance_bound`` (b) are registered config, next to the parent's
+    ``variance_type``: ``scheduler.config`` shows everything that shapes a step.
+    """
 
-    def configure_noise(self, variance_scale: float | None, variance_bound: float | None) -> None:
-        self.variance_scale = 1.0 if variance_scale is None else variance_scale
-        self.variance_bound = variance_bound
-        self.injected_noise_std: list[float] = []
+    @register_to_config
+    @extends_config(DDPMScheduler)
+    def __init__(
+        self, *args: Any, variance_scale: float = 1.0, variance_bound: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.injected_noise_std: list[float] = []  # σ'_t of each variance computed
 
     def _get_variance(  # type: ignore[override]
         self,
@@ -35,8 +44,8 @@ class VarianceControlledDDPMScheduler(DDPMScheduler):
         variance_type: str | None = None,
     ) -> torch.Tensor:
         sigma_squared = super()._get_variance(t, predicted_variance, variance_type)  # type: ignore[arg-type]
-        sigma_squared = sigma_squared * self.variance_scale**2
-        if self.variance_bound is not None:
-            sigma_squared = torch.clamp(sigma_squared, max=self.variance_bound**2)
+        sigma_squared = sigma_squared * self.config.variance_scale**2
+        if self.config.variance_bound is not None:
+            sigma_squared = torch.clamp(sigma_squared, max=self.config.variance_bound**2)
         self.injected_noise_std.append(float(sigma_squared) ** 0.5)
         return sigma_squared

@@ -1,14 +1,37 @@
 """Which training timesteps the reverse process visits (descending, integers in [0, T)).
 
 The evenly spaced spacings follow Lin et al. (2024), "Common Diffusion Noise Schedules and
-Sample Steps are Flawed", table 2 (``trailing`` is our ``uniform``: it always starts from the
-noisiest timestep T-1). ``quadratic`` is the DDIM paper's spacing (Song et al. 2021, appendix
-D.2: τ_i = ⌊c i²⌋ with c chosen so the last step lands at 0.8 T), which spends more steps at low
-noise; ``cosine`` places steps at t_i = T (1 - cos(π i / 2N)), denser still near t = 0.
+Sample Steps are Flawed", table 2. The public name ``uniform`` is diffusers' ``trailing``:
+strides of T/N counted back from T, so the first step is at the noisiest timestep T-1
+(``leading`` and ``linspace`` keep diffusers' names). ``quadratic`` is the DDIM paper's spacing
+(Song et al. 2021, appendix D.2: τ_i = ⌊c i²⌋ with c chosen so the last step lands at 0.8 T),
+which spends more steps at low noise; ``cosine`` places steps at t_i = T (1 - cos(π i / 2N)),
+denser still near t = 0.
 ``karras`` is Karras et al. (2022), eq. (5): σ_i = (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
 with ρ = 7, mapped to the nearest training timesteps by σ_t = √((1 − ᾱ_t) / ᾱ_t). σ_max is capped at
 80 as in that paper: a cosine training schedule reaches σ ≈ 2·10⁴ at t = T−1, and an uncapped ρ = 7
 spacing would spend most steps at noise levels where the image carries no signal.
+
+Two implementations of the even spacings serve today, and they are not the same function
+(``tests/workers/test_schedules.py`` pins the relation for every bundled training config).
+``ddim`` and ``ddpm`` visit ``timestep_schedule``; the other samplers get ``uniform``, ``leading``
+and ``linspace`` from their diffusers class (``timestep_spacing`` = ``DIFFUSERS_SPACING[name]``)
+and ``quadratic``, ``cosine``, ``karras`` from ``timestep_schedule``. With T = 1000:
+
+- ``uniform`` = diffusers' ``trailing`` (every class computes it the same way) wherever the float
+  ``arange`` of T/N strides yields N points. For the 62 values of N ≤ 1000 where it yields N+1
+  (N = 61, 103, 121, 122, 201, ...) both visit N+1 timesteps, one more than asked. Diffusers'
+  list then ends at −1; ours is that list clipped to [0, T-1] and kept distinct (N = 61: diffusers
+  ends 32, 15, −1, ours 32, 15, 0; N = 769: diffusers ends 2, 0, −1, ours 2, 1, 0).
+- ``leading``: equal for DDIM, DDPM, Euler and Euler ancestral. DPM-Solver and UniPC space N+1
+  points and drop the last: their N steps are ``timestep_schedule("leading", N + 1, T)[:-1]``
+  for N < T (for N = T, all T of their timesteps are 0).
+- ``linspace``: equal for DDIM and DDPM; Euler and Euler ancestral keep the points unrounded
+  (fractional timesteps within 0.5 of ours); DPM-Solver and UniPC visit
+  ``timestep_schedule("linspace", N + 1, T)[:-1]`` for N < T (for N = T, 999 down to 1 with
+  one timestep repeated).
+
+Unifying them would change the images of those samplers; the differences are recorded here instead.
 """
 
 from __future__ import annotations
@@ -28,6 +51,13 @@ def _strictly_increasing(values: np.ndarray, upper: int) -> np.ndarray:
         steps[i] = min(steps[i], steps[i + 1] - 1)
     return steps
 
+
+# the diffusers ``timestep_spacing`` that samplers spacing their steps themselves use for our names
+DIFFUSERS_SPACING: dict[ScheduleName, str] = {
+    "uniform": "trailing",
+    "leading": "leading",
+    "linspace": "linspace",
+}
 
 KARRAS_RHO = 7.0
 KARRAS_SIGMA_MAX = 80.0
@@ -59,7 +89,7 @@ def timestep_schedule(
     T, N = num_train_timesteps, num_steps
     if not 1 <= N <= T:
         raise ValueError(f"num_steps must be between 1 and {T}; got {N}")
-    if schedule == "uniform":  # "trailing"
+    if schedule == "uniform":  # diffusers' "trailing"
         ascending = np.round(np.arange(T, 0, -T / N))[::-1] - 1
     elif schedule == "leading":
         ascending = np.arange(0, N) * (T // N)
