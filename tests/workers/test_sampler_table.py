@@ -45,7 +45,6 @@ KNOB_REQUESTS: dict[str, dict[str, Any]] = {
 }
 # Advertised and accepted, never applied (workers/sampling/sampler_table.py, module doc). Fixing
 # this changes images: move the knob to the entry's ``knobs`` and re-record its golden hash.
-KNOWN_IGNORED = {"dpmpp_2m": ("dynamic_thresholding",), "unipc": ("dynamic_thresholding",)}
 NOISE_KNOBS: dict[str, dict[str, Any]] = {
     "ddim": {"eta": 0.7, "variance_scale": 0.5, "variance_bound": 0.2},
     "ddpm": {"variance_scale": 0.5, "variance_bound": 0.2, "variance_type": "fixed_large"},
@@ -82,37 +81,19 @@ def test_the_built_scheduler_is_the_advertised_diffusers_class(sampler: SamplerN
     assert isinstance(scheduler, advertised)
 
 
-@pytest.mark.parametrize(
-    "sampler",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="advertised knob never applied"))
-        if name in KNOWN_IGNORED
-        else name
-        for name in SAMPLERS
-    ],
-)
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_each_entry_maps_exactly_the_advertised_knobs(sampler: SamplerName) -> None:
     assert sorted(SAMPLER_TABLE[sampler].knobs) == sorted(SAMPLERS[sampler].knobs)
 
 
-def test_the_only_advertised_knobs_left_unmapped_are_the_known_defect() -> None:
-    for name, entry in SAMPLER_TABLE.items():
-        assert not set(entry.knobs) & set(entry.ignored_knobs), name
-        assert sorted(entry.knobs + entry.ignored_knobs) == sorted(SAMPLERS[name].knobs), name
-    assert {name: e.ignored_knobs for name, e in SAMPLER_TABLE.items() if e.ignored_knobs} == KNOWN_IGNORED
-
-
 @pytest.mark.parametrize(
-    ("sampler", "knob"), [(e.name, knob) for e in SAMPLER_ENTRIES for knob in e.knobs + e.ignored_knobs]
+    ("sampler", "knob"), [(e.name, knob) for e in SAMPLER_ENTRIES for knob in e.knobs]
 )
 def test_knobs_are_registered_scheduler_config(sampler: SamplerName, knob: str) -> None:
     config = resolved(sampler, **KNOB_REQUESTS[knob])
     scheduler = build_scheduler(config, TRAINING)
     plain = build_scheduler(resolved(sampler), TRAINING)
     keys = KNOB_CONFIG[knob](config)  # type: ignore[index]
-    if knob in SAMPLER_TABLE[sampler].ignored_knobs:
-        assert public(scheduler.config) == public(plain.config)  # the known defect, pinned
-        return
     for key, value in keys.items():
         assert scheduler.config[key] == value, (sampler, knob, key)
     assert any(scheduler.config[key] != plain.config[key] for key in keys), (sampler, knob)

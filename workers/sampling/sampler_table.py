@@ -5,15 +5,6 @@ The public description of the same samplers (``protocol.samplers.SAMPLERS``: kno
 noise) lives in the protocol package because the API never imports diffusers;
 ``tests/workers/test_sampler_table.py`` checks that the two name the same samplers, the same
 scheduler classes and the same knobs.
-
-Known defect, kept because fixing it changes images: ``dpmpp_2m`` and ``unipc`` advertise
-``dynamic_thresholding`` (``GET /v1/samplers``; the resolver accepts it and returns it in the
-resolved config) but have never applied it. The factory this table replaced passed the
-thresholding options only when ``"thresholding"`` appeared in
-``scheduler_class.__init__.__code__.co_varnames``, and diffusers' ``@register_to_config`` wrapper
-hides the real parameter names, so the check was always false. The golden images pin that
-behaviour (``dpmpp_2m`` + ``dynamic_thresholding``, seed 16). Those entries list the knob in
-``ignored_knobs``; applying it means moving it to ``knobs`` and re-recording that hash on purpose.
 """
 
 from __future__ import annotations
@@ -60,8 +51,7 @@ class SamplerEntry:
 
     ``fixed`` are constructor options that every request of this sampler gets; ``knobs`` are the
     public knobs it honours, each turned into config by ``KNOB_CONFIG`` (so a sampler supports
-    dynamic thresholding exactly when it declares that knob). ``ignored_knobs`` are advertised by
-    ``protocol.samplers`` and accepted, but change nothing (the defect in the module doc).
+    dynamic thresholding exactly when it declares that knob).
     ``even_spacing`` says who computes the ``uniform``, ``leading`` and ``linspace`` schedules:
     ``timestep_schedule`` (the scheduler visits our list, like every other schedule) or the
     diffusers class itself, through its ``timestep_spacing`` and ``set_timesteps(steps)``
@@ -73,7 +63,6 @@ class SamplerEntry:
     fixed: Mapping[str, Any]
     knobs: tuple[KnobName, ...]
     even_spacing: EvenSpacing
-    ignored_knobs: tuple[KnobName, ...] = ()
 
     def spaces_itself(self, schedule: ScheduleName) -> bool:
         """Whether the diffusers class computes the visited timesteps of ``schedule``."""
@@ -108,17 +97,15 @@ SAMPLER_ENTRIES: tuple[SamplerEntry, ...] = (
         name="dpmpp_2m",
         scheduler_class=DPMSolverMultistepScheduler,
         fixed={"algorithm_type": "dpmsolver++", "solver_order": 2},
-        knobs=(),
+        knobs=("dynamic_thresholding",),
         even_spacing="diffusers",
-        ignored_knobs=("dynamic_thresholding",),
     ),
     SamplerEntry(
         name="unipc",
         scheduler_class=UniPCMultistepScheduler,
         fixed={"solver_order": 2, "predict_x0": True},
-        knobs=(),
+        knobs=("dynamic_thresholding",),
         even_spacing="diffusers",
-        ignored_knobs=("dynamic_thresholding",),
     ),
     SamplerEntry(
         name="euler",
