@@ -1,8 +1,9 @@
 """GPU checks of the worker's performance settings (run where CUDA is present).
 
-1. **No host-device sync in the step loop**: every sampler runs a few batched steps of the
-   engine under ``torch.cuda.set_sync_debug_mode("warn")``; each synchronising call (a
-   ``.item()``, a blocking copy, ``nonzero``) is counted per step.
+1. **No host-device sync in the step loop**: every sampler runs a few ticks of the engine
+   (the worker's loop: batch selection, forward, scheduler steps) under
+   ``torch.cuda.set_sync_debug_mode("warn")``; each synchronising call (a ``.item()``, a
+   blocking copy, ``nonzero``) is counted per step.
 2. **Forward and step time by setting**: dtype (float32 / float16 / bfloat16), channels-last
    and ``torch.compile``, at several rows per forward, timed with CUDA events after warm-up.
 
@@ -28,7 +29,8 @@ from protocol.resolution import Limits, resolve_request
 from protocol.schema import GenerationRequest
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import lookup
-from workers.sampling.engine import SamplingEngine, new_states
+from workers.sampling.engine import SamplingEngine, TickStats
+from workers.sampling.state import SamplingState, new_states, rows_of
 
 LIMITS = Limits.absolute()
 SAMPLERS: list[dict[str, Any]] = [
@@ -44,7 +46,7 @@ SAMPLERS: list[dict[str, Any]] = [
 ]
 
 
-def states_for(model: LoadedModel, knobs: dict[str, Any], count: int, steps: int) -> list[Any]:
+def states_for(model: LoadedModel, knobs: dict[str, Any], count: int, steps: int) -> list[SamplingState]:
     states = []
     for i in range(count):
         request = GenerationRequest(class_label=i % 10, seed=i, steps=steps, **knobs)
@@ -53,13 +55,27 @@ def states_for(model: LoadedModel, knobs: dict[str, Any], count: int, steps: int
     return states
 
 
+def engine_for(model: LoadedModel, states: list[SamplingState]) -> SamplingEngine:
+    """An engine with ``states`` admitted (one job each) and a budget of all their rows."""
+    engine = SamplingEngine(model, max_rows=rows_of(states))
+    for state in states:
+        engine.admit([state])
+    return engine
+
+
+def tick(engine: SamplingEngine) -> TickStats:
+    stats = engine.tick()
+    if stats is None:
+        raise RuntimeError("nothing left in flight: give the states more steps")
+    return stats
+
+
 def syncs_per_step(model: LoadedModel) -> list[dict[str, Any]]:
     """Synchronising calls per engine step, by sampler (after one warm-up step)."""
     rows = []
     for knobs in SAMPLERS:
-        engine = SamplingEngine(model)
-        states = states_for(model, knobs, count=4, steps=10)
-        engine.step(states)  # first step: schedulers set up their step index
+        engine = engine_for(model, states_for(model, knobs, count=4, steps=10))
+        tick(engine)  # first step: schedulers set up their step index
         torch.cuda.synchronize()
         steps = 5
         with warnings.catch_warnings(record=True) as caught:
@@ -67,7 +83,7 @@ def syncs_per_step(model: LoadedModel) -> list[dict[str, Any]]:
             torch.cuda.set_sync_debug_mode("warn")
             try:
                 for _ in range(steps):
-                    engine.step(states)
+                    tick(engine)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         # PyTorch announces the debug mode once ("a prototype feature"): that notice is no sync
@@ -85,16 +101,17 @@ def time_setting(
     load_s = time.perf_counter() - started
     out = []
     for rows in rows_list:
-        engine = SamplingEngine(model)
-        states = states_for(model, {"sampler": "ddim"}, count=max(1, rows // 2), steps=1000)
+        engine = engine_for(
+            model, states_for(model, {"sampler": "ddim"}, count=max(1, rows // 2), steps=1000)
+        )
         for _ in range(5):  # warm-up (and, with compile, the recompiles for this shape)
-            engine.step(states)
+            stats = tick(engine)
         repeats = 20
         if device.type == "cuda":
             torch.cuda.synchronize()
         begun = time.perf_counter()
         for _ in range(repeats):
-            engine.step(states)
+            stats = tick(engine)
         if device.type == "cuda":
             torch.cuda.synchronize()
         step_ms = 1000 * (time.perf_counter() - begun) / repeats
@@ -103,9 +120,9 @@ def time_setting(
                 "dtype": str(dtype).removeprefix("torch."),
                 "channels_last": channels_last,
                 "compile": compile_unet,
-                "rows": engine.last_batch_rows,
+                "rows": stats.rows,
                 "step_ms": round(step_ms, 3),
-                "ms_per_row": round(step_ms / engine.last_batch_rows, 4),
+                "ms_per_row": round(step_ms / stats.rows, 4),
                 "load_s": round(load_s, 2),
             }
         )

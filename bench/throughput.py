@@ -8,7 +8,8 @@ no two settings ever run at the same time:
 
 * direct: the engine called in-process, one request at a time (the floor for one request);
 * direct-batched: in-process, 16 requests advanced together, one forward per step (the
-  floor for throughput);
+  floor for throughput); both drive the worker's engine loop with its row budget
+  (``--max-batch``, default 32: the 16 guided default requests fill one forward);
 * service: HTTP -> API -> Redis -> worker -> Redis -> API, with 1, 4 and 16 concurrent clients;
 * peer: a FastAPI server whose handler runs each request's whole sampling loop on a thread
   pool (bench/peer_server.py), with 1 and 16 concurrent clients.
@@ -68,7 +69,7 @@ def row(setting: str, clients: int, latencies: list[float], wall_s: float, image
 class Direct:
     """The engine called in-process: the floors the service is measured against."""
 
-    def __init__(self, threads: int, device: str, dtype: str) -> None:
+    def __init__(self, threads: int, device: str, dtype: str, max_rows: int) -> None:
         import torch
 
         from protocol.resolution import Limits
@@ -80,14 +81,15 @@ class Direct:
         self.torch = torch
         self.model = load_model(lookup("mnist-unet"), torch.device(device), getattr(torch, dtype))
         self.limits = Limits.absolute()
-        self.engine = SamplingEngine(self.model)
+        self.engine = SamplingEngine(self.model, max_rows)  # the worker's budget
 
     def run(self, indices: range) -> float:
-        """Samples the requests ``indices`` together (one forward per step) and encodes them."""
+        """Samples the requests ``indices`` together (one forward per step within the row
+        budget, as the worker does) and encodes them."""
         from protocol.resolution import resolve_request
         from protocol.schema import GenerationRequest
         from workers.images import png_base64, to_uint8
-        from workers.sampling.engine import new_states
+        from workers.sampling.state import new_states
 
         started = time.perf_counter()
         states = []
@@ -96,7 +98,7 @@ class Direct:
             info = self.model.info
             config = resolve_request(request, {info.name: info}, info.name, self.limits)
             states += new_states(f"direct-{i}", config, self.model)
-        self.engine.run(states)
+        self.engine.run_to_completion(states)
         for state in states:
             png_base64(to_uint8(state.latent))
         return time.perf_counter() - started
@@ -179,7 +181,7 @@ def servers(threads: int, device: str, dtype: str, max_batch: int) -> Iterator[t
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every setting, interleaved round by round so that they all see the same machine."""
-    direct = Direct(args.threads, args.device, args.dtype)
+    direct = Direct(args.threads, args.device, args.dtype, args.max_batch)
     latencies: dict[tuple[str, int], list[float]] = defaultdict(list)
     walls: dict[tuple[str, int], float] = defaultdict(float)
     images: dict[tuple[str, int], int] = defaultdict(int)

@@ -36,7 +36,9 @@ def record_from_hash(job_id: str, fields: Mapping[str | bytes, str | bytes]) -> 
         decoded = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in fields.items()}
         return JobRecord.model_validate(decoded)
     except ValueError as error:  # JSONDecodeError and pydantic's ValidationError alike
-        raise CorruptJobRecord(f"job {job_id}: the record is not a valid job record: {error}") from error
+        raise CorruptJobRecord(
+            f"job {job_id}: the record is not valid JSON of the contract: {error}"
+        ) from error
 
 
 def decode_status(job_id: str, value: str) -> str:

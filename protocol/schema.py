@@ -7,6 +7,7 @@ names live in ``protocol.keys``, the samplers' descriptions in ``protocol.sample
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -215,10 +216,25 @@ class JobView(BaseModel):
         )
 
 
+class WorkerState(StrEnum):
+    """A worker's lifecycle: starting -> ready <-> busy -> draining -> stopped (the transitions
+    are guarded in ``workers.lifecycle``). Published in its heartbeat; ``/readyz`` counts a
+    worker only in ``SERVING_STATES``."""
+
+    STARTING = "starting"  # loading the model, registering
+    READY = "ready"  # idle, taking jobs
+    BUSY = "busy"  # images in flight, taking jobs while there are free rows
+    DRAINING = "draining"  # stop requested: takes no new jobs, finishes (or leaves) its own
+    STOPPED = "stopped"
+
+
+SERVING_STATES = frozenset({WorkerState.READY, WorkerState.BUSY})
+
+
 class WorkerHeartbeat(BaseModel):
     worker: str
     model: str
-    state: Literal["starting", "ready", "busy", "stopping"]
+    state: WorkerState
     in_flight: int
     at: float
 

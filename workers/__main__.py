@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     from prometheus_client import start_http_server
 
     from workers.metrics import WorkerMetrics
-    from workers.models.loading import load_model
+    from workers.models.loading import load_model, resolve_device
     from workers.models.registry import lookup
     from workers.settings import WorkerSettings
-    from workers.worker import Worker, resolve_device
+    from workers.worker import Worker
 
     settings = WorkerSettings()
     if settings.torch_threads:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = WorkerMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
-    device, dtype = resolve_device(settings)
+    device, dtype = resolve_device(settings.device, settings.dtype)
     model = load_model(
         lookup(settings.model, settings.model_registry),
         device,

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from app.deps import MetricsDep, QueueDep, SettingsDep
+from protocol.schema import SERVING_STATES, WorkerHeartbeat
 
 router = APIRouter(tags=["operations"])
 
@@ -20,9 +21,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Redis unreachable or no fresh worker heartbeat"}})
+def serving_workers(beats: list[WorkerHeartbeat], now: float, stale_s: float) -> list[WorkerHeartbeat]:
+    """The workers that take jobs: a heartbeat newer than ``stale_s`` in state ready or busy."""
+    return [b for b in beats if now - b.at <= stale_s and b.state in SERVING_STATES]
+
+
+@router.get("/readyz", responses={503: {"description": "Redis unreachable or no worker ready"}})
 async def readyz(queue: QueueDep, settings: SettingsDep) -> JSONResponse:
-    """Ready: Redis answers and at least one worker's heartbeat is fresh."""
+    """Ready: Redis answers and at least one worker is ready or busy, with a fresh heartbeat."""
     try:
         await queue.client.ping()
         beats = await queue.live_workers()
@@ -31,17 +37,17 @@ async def readyz(queue: QueueDep, settings: SettingsDep) -> JSONResponse:
             {"status": "not ready", "reason": f"redis unreachable: {type(error).__name__}: {error}"},
             status_code=503,
         )
-    now = time.time()
-    fresh = [b for b in beats if now - b.at <= settings.heartbeat_stale_s]
-    if not fresh:
-        return JSONResponse(
-            {
-                "status": "not ready",
-                "reason": f"no worker heartbeat in the last {settings.heartbeat_stale_s:g} s",
-            },
-            status_code=503,
+    now, stale_s = time.time(), settings.heartbeat_stale_s
+    serving = serving_workers(beats, now, stale_s)
+    if not serving:
+        fresh = [f"{b.worker} {b.state}" for b in beats if now - b.at <= stale_s]
+        reason = (
+            f"no worker ready: {', '.join(fresh)}"
+            if fresh
+            else f"no worker heartbeat in the last {stale_s:g} s"
         )
-    return JSONResponse({"status": "ready", "workers": [b.model_dump() for b in fresh]})
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready", "workers": [b.model_dump(mode="json") for b in serving]})
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -291,8 +291,8 @@ def test_registry_serves_the_mixture_with_its_metadata(gauss_model: LoadedModel)
     assert (info.conditioning, info.num_classes, info.image_size, info.channels) == ("class_label", 10, 28, 1)
     assert gauss_model.null_class == 10 and info.default_guidance_scale == 1.0
     assert info.prediction_type == "v_prediction" and info.training_noise_schedule == "squaredcos_cap_v2"
-    assert isinstance(gauss_model.unet, GaussianMixtureDenoiser)
-    assert gauss_model.mixture is gauss_model.unet.mixture
+    assert isinstance(gauss_model.network, GaussianMixtureDenoiser)
+    assert gauss_model.mixture is gauss_model.network.mixture
 
 
 def test_served_ddim_sample_belongs_to_the_requested_class(

@@ -27,7 +27,7 @@ def test_class_routed_denoiser_matches_the_served_one(exact_model: LoadedModel) 
     sample = torch.randn(24, 1, 28, 28, generator=generator)
     timesteps = torch.rand(24, generator=generator) * 999
     labels = torch.tensor([0, 3, 10, 9] * 6)  # 10: the null class, the whole mixture
-    denoiser = exact_model.unet
+    denoiser = exact_model.network
     assert isinstance(denoiser, ClassRoutedDenoiser)
     routed = denoiser(sample, timesteps, class_labels=labels).sample
     served = denoiser.served(sample, timesteps, class_labels=labels).sample

@@ -86,9 +86,7 @@ def test_each_entry_maps_exactly_the_advertised_knobs(sampler: SamplerName) -> N
     assert sorted(SAMPLER_TABLE[sampler].knobs) == sorted(SAMPLERS[sampler].knobs)
 
 
-@pytest.mark.parametrize(
-    ("sampler", "knob"), [(e.name, knob) for e in SAMPLER_ENTRIES for knob in e.knobs]
-)
+@pytest.mark.parametrize(("sampler", "knob"), [(e.name, knob) for e in SAMPLER_ENTRIES for knob in e.knobs])
 def test_knobs_are_registered_scheduler_config(sampler: SamplerName, knob: str) -> None:
     config = resolved(sampler, **KNOB_REQUESTS[knob])
     scheduler = build_scheduler(config, TRAINING)

@@ -9,7 +9,8 @@ from protocol.resolution import Limits, resolve_request
 from protocol.samplers import SAMPLERS
 from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.images import to_uint8
-from workers.sampling.engine import SamplingEngine, generate, new_states
+from workers.sampling.engine import SamplingEngine, generate
+from workers.sampling.state import new_states, rows_of
 
 LIMITS = Limits.absolute()
 
@@ -136,7 +137,7 @@ def test_an_image_does_not_depend_on_its_batch_mates(bundled_model, config_for) 
 
     configs = [config_for(**body) for body in requests()]
     crowd = [new_states(f"job{i}", config, bundled_model)[0] for i, config in enumerate(configs)]
-    SamplingEngine(bundled_model).run(crowd)
+    SamplingEngine(bundled_model, max_rows=rows_of(crowd)).run_to_completion(crowd)
     worst_pixels = 0.0
     for config, together in zip(configs, crowd, strict=True):
         alone = generate(bundled_model, config)[0].latent

@@ -26,7 +26,8 @@ from protocol.schema import GenerationRequest
 from workers.images import to_uint8
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup
-from workers.sampling.engine import SamplingEngine, SamplingState, new_states
+from workers.sampling.engine import SamplingEngine
+from workers.sampling.state import SamplingState, new_states, rows_of
 from workers.training.data import load_mnist_digits, to_unit_range
 
 LIMITS = Limits.absolute()
@@ -73,7 +74,7 @@ def sample_digits(
         guidance_scale=guidance,
     )
     states = class_states(model, request, list(range(model.info.num_classes or 0)), per_class, seed)
-    SamplingEngine(model).run(states)
+    SamplingEngine(model, max_rows=rows_of(states)).run_to_completion(states)  # all in every forward
     pixels = np.stack([to_uint8(s.latent) for s in states])
     asked = np.array([s.config.class_label for s in states])
     return pixels, asked

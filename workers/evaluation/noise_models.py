@@ -71,13 +71,13 @@ def load_sweep_model(kind: ModelKind) -> LoadedModel:
     """The registry's model; the exact one with its denoiser routed by class (same numbers)."""
     model = load_model(lookup(MODEL_NAMES[kind]), torch.device("cpu"), torch.float32)
     if kind == "exact":
-        model.unet = ClassRoutedDenoiser(model.unet)  # type: ignore[arg-type]
+        model.network = ClassRoutedDenoiser(model.network)  # type: ignore[arg-type]
     return model
 
 
 def exact_mixture(model: LoadedModel) -> GaussianMixture:
-    """The exact-score model's mixture (``model.unet.mixture``)."""
-    mixture = getattr(model.unet, "mixture", None)
+    """The exact-score model's mixture (``model.network.mixture``)."""
+    mixture = getattr(model.network, "mixture", None)
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"model {model.info.name!r} is not an exact-score (Gaussian mixture) model")
     return mixture

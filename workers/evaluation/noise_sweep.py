@@ -69,6 +69,7 @@ from workers.images import to_uint8
 from workers.models.loading import LoadedModel
 from workers.noise_estimate import noise_estimate
 from workers.sampling.engine import SamplingEngine
+from workers.sampling.state import rows_of
 from workers.training.data import load_mnist_digits, to_unit_range
 
 SEED = 20240
@@ -129,10 +130,11 @@ def mean_noise_estimate(pixels: np.ndarray) -> float:
 
 
 def sample_setting(model: LoadedModel, setting: Setting, size: SweepSize, seed: int = SEED) -> Sampled:
-    """Runs one setting on ``size.per_class`` images of each class in one batched engine run."""
+    """Runs one setting on ``size.per_class`` images of each class in one batched engine run
+    (every image in every forward pass: the budget is the whole set's rows)."""
     states = class_states(model, setting.request(), list(size.classes), size.per_class, seed)
     started = time.perf_counter()
-    SamplingEngine(model).run(states)
+    SamplingEngine(model, max_rows=rows_of(states)).run_to_completion(states)
     seconds = time.perf_counter() - started
     latents = torch.cat([s.latent for s in states]).double().cpu().numpy()
     first = states[0]

@@ -17,7 +17,8 @@ from protocol.schema import GenerationRequest
 from workers.images import to_uint8
 from workers.models.loading import LoadedModel, load_model
 from workers.models.registry import RegistryEntry, lookup
-from workers.sampling.engine import SamplingEngine, new_states
+from workers.sampling.engine import SamplingEngine
+from workers.sampling.state import new_states, rows_of
 
 LIMITS = Limits.absolute()
 
@@ -29,7 +30,7 @@ def sample_grid(model: LoadedModel, request: GenerationRequest, columns: int) ->
         row_request = request.model_copy(update={"class_label": label, "num_images": columns})
         config = resolve_request(row_request, {model.info.name: model.info}, model.info.name, LIMITS)
         states += new_states(f"grid-{label}", config, model)
-    SamplingEngine(model).run(states)
+    SamplingEngine(model, max_rows=rows_of(states)).run_to_completion(states)  # all in every forward
     return tile([to_uint8(s.latent) for s in states], columns)
 
 

@@ -3,11 +3,13 @@ or the closed-form Gaussian mixture written by ``workers.training.fit_gaussian``
 
 Both directories hold ``denoise_model.json`` and ``scheduler/``; its ``architecture`` key says
 which network follows (``unet2d``, the default when absent, or ``gaussian_mixture``). Either is
-served as a ``torch.nn.Module`` called like ``UNet2DModel``: ``unet(x_t, t, class_labels=...).sample``.
+served as ``LoadedModel.network``, a ``torch.nn.Module`` called like ``UNet2DModel``:
+``network(x_t, t, class_labels=...).sample``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,13 @@ from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDeno
 from workers.models.metadata import Architecture, ModelMetadata
 from workers.models.registry import RegistryEntry
 
+log = logging.getLogger("workers.models")
+
 
 @dataclass
 class LoadedModel:
     info: ModelInfo
-    unet: torch.nn.Module  # UNet2DModel, or GaussianMixtureDenoiser (``unet.mixture``)
+    network: torch.nn.Module  # UNet2DModel, or GaussianMixtureDenoiser (``network.mixture``)
     scheduler_config: dict[str, Any]
     null_class: int | None
     device: torch.device
@@ -34,12 +38,12 @@ class LoadedModel:
 
     @property
     def mixture(self) -> GaussianMixture:
-        """The closed-form model behind ``unet`` (``architecture: gaussian_mixture``), typed."""
-        if not isinstance(self.unet, GaussianMixtureDenoiser):
+        """The closed-form model behind ``network`` (``architecture: gaussian_mixture``), typed."""
+        if not isinstance(self.network, GaussianMixtureDenoiser):
             raise TypeError(
-                f"model {self.info.name!r} is a {type(self.unet).__name__}, not a Gaussian mixture"
+                f"model {self.info.name!r} is a {type(self.network).__name__}, not a Gaussian mixture"
             )
-        return self.unet.mixture
+        return self.network.mixture
 
 
 def read_model_info(
@@ -85,7 +89,11 @@ def _load_unet(
 
 @torch.inference_mode()
 def _warm_up(
-    unet: torch.nn.Module, info: ModelInfo, null_class: int | None, device: torch.device, dtype: torch.dtype
+    network: torch.nn.Module,
+    info: ModelInfo,
+    null_class: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> None:
     """Forwards of 1 and 2 rows before the worker reports ready (compilation, kernel selection,
     allocator pools), so the first request does not pay for them."""
@@ -95,7 +103,17 @@ def _warm_up(
         )
         timesteps = torch.full((rows,), info.num_train_timesteps - 1, device=device, dtype=torch.float32)
         labels = None if null_class is None else torch.full((rows,), null_class, device=device)
-        unet(sample, timesteps, class_labels=labels)
+        network(sample, timesteps, class_labels=labels)
+
+
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """The device (``auto``: CUDA when present) and dtype to run on; half precision only on CUDA."""
+    resolved = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    torch_dtype = getattr(torch, dtype)
+    if resolved.type == "cpu" and torch_dtype != torch.float32:
+        log.info("dtype %s requested on CPU: using float32", dtype)
+        torch_dtype = torch.float32
+    return resolved, torch_dtype
 
 
 def load_model(
@@ -112,18 +130,18 @@ def load_model(
     info, scheduler_config, null_class = read_model_info(entry.name, folder, entry.description)
     if info.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"model {entry.name!r}: prediction_type {info.prediction_type!r} is not served")
-    unet: torch.nn.Module
+    network: torch.nn.Module
     if read_architecture(folder) == "gaussian_mixture":
         # the closed form runs in float64 whatever ``dtype`` (inputs and outputs are cast), and
         # has no convolutions to re-layout or compile
         mixture = load_gaussian_mixture(folder)
-        unet = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
+        network = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
     else:
-        unet = _load_unet(folder, device, dtype, channels_last, compile_unet)
-    _warm_up(unet, info, null_class, device, dtype)
+        network = _load_unet(folder, device, dtype, channels_last, compile_unet)
+    _warm_up(network, info, null_class, device, dtype)
     return LoadedModel(
         info=info,
-        unet=unet,
+        network=network,
         scheduler_config=scheduler_config,
         null_class=null_class,
         device=device,

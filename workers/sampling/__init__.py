@@ -1,2 +1,2 @@
 """The reverse process: timestep schedules, diffusers schedulers with variance control, the
-batched sampling engine."""
+state of each image in flight and the batched sampling engine that advances them."""

@@ -1,16 +1,15 @@
-"""The sampling engine: in-flight images advanced one denoising step at a time, with ONE
-batched model call per step.
+"""The sampling engine: the images in flight and the row budget, advanced one denoising step
+at a time with ONE batched model call per step.
 
-Each image is a ``SamplingState``: its own scheduler (schedulers are stateful), its own
-``torch.Generator`` seeded with ``seed + index`` (on the CPU for the initial latent, so the
-starting noise is the same on every device; on the model's device for the noise injected by
-stochastic steps, so no draw crosses the bus), its latent and its step index. On CUDA the step
-loop never waits for the GPU: per-row timesteps and labels go up from pinned memory without
-blocking, and only a finished image is copied back. A tick stacks the latent of every state with its own
-timestep, adds an unconditional row for each state that uses guidance, runs the UNet once,
-and lets each state take its own scheduler step. States with different samplers, step
-counts and guidance scales share the forward pass; an image never depends on its batch
-mates because nothing random is shared and every row is computed independently.
+The engine is the one loop: the worker, the evaluation, the benchmarks and the tests all
+``admit`` jobs and ``tick``. A tick takes the oldest unfinished images (``SamplingState``,
+``workers.sampling.state``) that fit in ``max_rows`` rows, stacks the latent of every one with
+its own timestep, adds an unconditional row for each image that uses guidance, runs the
+network once, and lets each image take its own scheduler step. Images with different samplers,
+step counts and guidance scales share the forward pass; an image never depends on its batch
+mates because nothing random is shared and every row is computed independently. On CUDA the
+step loop never waits for the GPU: per-row timesteps and labels go up from pinned memory
+without blocking, and only a finished image is copied back.
 
 Classifier-free guidance (Ho & Salimans 2022): ε̂ = ε_u + w (ε_c − ε_u), applied to the model's
 output whatever it predicts (ε or v: both are linear in the score, so the combination is the same).
@@ -20,89 +19,38 @@ Guidance rescale (Lin et al. 2024, eq. 15-16): ε_rescaled = ε̂ · std(ε_c) /
 
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from protocol.schema import ResolvedConfig
 from workers.host_upload import upload
 from workers.models.loading import LoadedModel
-from workers.sampling.scheduler_factory import build_scheduler
+from workers.sampling.state import SamplingState, new_states, rows_of
 
 
-@dataclass(eq=False)
-class SamplingState:
-    """One image in flight."""
+@dataclass(frozen=True)
+class TickStats:
+    """What one tick did."""
 
-    job_id: str
-    index: int
-    seed: int
-    config: ResolvedConfig
-    scheduler: SchedulerMixin
-    generator: torch.Generator  # CPU: the initial latent
-    noise_generator: torch.Generator  # the model's device: noise injected by stochastic steps
-    latent: torch.Tensor  # [1, C, H, W] on the model's device, float32
-    class_row: int | None  # class label for the conditional row (null class when unconditional)
-    step_index: int = 0
-    step_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def guided(self) -> bool:
-        return self.config.guidance_scale != 1.0
-
-    @property
-    def num_steps(self) -> int:
-        return len(self.scheduler.timesteps)
-
-    @property
-    def done(self) -> bool:
-        return self.step_index >= self.num_steps
-
-    @property
-    def rows(self) -> int:
-        """Rows this state adds to a forward pass."""
-        return 2 if self.guided else 1
-
-    @property
-    def timestep(self) -> torch.Tensor:
-        return self.scheduler.timesteps[self.step_index]
+    rows: int  # rows of the forward pass (a guided image adds two)
+    states: int  # images advanced by one step
+    forward_seconds: float  # host time of the model call (on CUDA: launch time unless something waits)
+    step_seconds: float  # the whole step: inputs, forward, guidance and every scheduler step
 
 
-def visited_timesteps(scheduler: SchedulerMixin) -> list[float]:
-    return [round(float(t), 4) for t in scheduler.timesteps]
+class BatchFailed(Exception):
+    """A step raised (``error``); ``job_ids`` had images in its batch. Their states stay in flight
+    (some may have taken the step, some not): the caller drops them."""
 
-
-def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[SamplingState]:
-    """One state per image; image i is seeded with ``seed + i``."""
-    states = []
-    shape = (1, model.info.channels, model.info.image_size, model.info.image_size)
-    for index in range(config.num_images):
-        scheduler = build_scheduler(config, model.scheduler_config)
-        generator = torch.Generator(device="cpu").manual_seed(config.seed + index)
-        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-        if model.device.type == "cpu":
-            noise_generator = generator  # one stream: the initial latent, then the step noise
-        else:
-            noise_generator = torch.Generator(device=model.device).manual_seed(config.seed + index)
-        latent = (noise * scheduler.init_noise_sigma).to(model.device)
-        class_row = config.class_label if config.class_label is not None else model.null_class
-        states.append(
-            SamplingState(
-                job_id=job_id,
-                index=index,
-                seed=config.seed + index,
-                config=config,
-                scheduler=scheduler,
-                generator=generator,
-                noise_generator=noise_generator,
-                latent=latent,
-                class_row=class_row,
-            )
-        )
-    return states
+    def __init__(self, job_ids: list[str], error: Exception) -> None:
+        super().__init__(f"step failed for jobs {', '.join(job_ids)}: {type(error).__name__}: {error}")
+        self.job_ids = job_ids
+        self.error = error
 
 
 def combine_guidance(
@@ -119,18 +67,103 @@ def combine_guidance(
 
 
 class SamplingEngine:
-    """Advances a set of states by one step each with a single batched UNet call."""
+    """The images in flight, job by job in admission order, and a budget of ``max_rows`` rows
+    per forward pass (``DENOISE_MAX_BATCH`` in the worker)."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, max_rows: int) -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
         self.model = model
-        self.last_batch_rows = 0
-        self.last_forward_seconds = 0.0
+        self.max_rows = max_rows
+        self._jobs: list[list[SamplingState]] = []  # one list per admitted job, oldest first
+
+    # ------------------------------------------------------------------ the in-flight set
+    def admit(self, states: Sequence[SamplingState]) -> None:
+        """Adds one job's images after those in flight. A job is admitted whole, even past the
+        budget: the budget caps each forward pass, and callers ask ``rows_free`` before they take
+        on work."""
+        job_ids = sorted({s.job_id for s in states})
+        if len(job_ids) != 1:
+            raise ValueError(f"admit takes the images of one job, got jobs {job_ids or 'none'}")
+        if any(job[0].job_id == job_ids[0] for job in self._jobs):
+            raise ValueError(f"job {job_ids[0]} is already in flight")
+        self._jobs.append(list(states))
+
+    @property
+    def rows_in_flight(self) -> int:
+        """Rows the unfinished images add to a forward pass (a guided image: 2, unguided: 1)."""
+        return sum(rows_of(states) for states in self._jobs)
+
+    @property
+    def rows_free(self) -> int:
+        """Rows of the budget that no unfinished image claims (0 when the set is over budget)."""
+        return max(0, self.max_rows - self.rows_in_flight)
+
+    def finished(self) -> list[list[SamplingState]]:
+        """Hands back the jobs whose images are all done (oldest first) and forgets them."""
+        done = [states for states in self._jobs if all(s.done for s in states)]
+        self._jobs = [states for states in self._jobs if not all(s.done for s in states)]
+        return done
+
+    def drop(self, job_id: str) -> list[SamplingState]:
+        """Forgets a job's images (cancelled, expired or failed); returns them (none if unknown)."""
+        dropped = [s for states in self._jobs if states[0].job_id == job_id for s in states]
+        self._jobs = [states for states in self._jobs if states[0].job_id != job_id]
+        return dropped
+
+    # ------------------------------------------------------------------ the loop
+    def batch(self) -> list[SamplingState]:
+        """The images the next tick advances: the oldest unfinished ones within ``max_rows``.
+
+        Jobs go in admission order and a job's images in index order. A job's first image that
+        does not fit ends that job's share (its later images wait for the next tick) and the
+        next job may still fill the rows left. The first image always goes, even one wider
+        than the budget, so that every job makes progress.
+        """
+        batch: list[SamplingState] = []
+        rows = 0
+        for states in self._jobs:
+            for state in states:
+                if state.done:
+                    continue
+                if batch and rows + state.rows > self.max_rows:
+                    break
+                batch.append(state)
+                rows += state.rows
+        return batch
+
+    def tick(self) -> TickStats | None:
+        """One denoising step for ``batch()``; None when nothing is in flight.
+
+        Raises:
+            BatchFailed: the step raised; it names the jobs with images in the batch.
+        """
+        batch = self.batch()
+        if not batch:
+            return None
+        try:
+            return self._step(batch)
+        except Exception as error:
+            raise BatchFailed(list(dict.fromkeys(s.job_id for s in batch)), error) from error
+
+    def run_to_completion(self, states: Sequence[SamplingState]) -> list[SamplingState]:
+        """Admits ``states`` (each run of consecutive images of one job is one admission) and
+        ticks until every image in flight is done; returns ``states``, finished (offline use:
+        evaluation, benchmarks, tests). The budget is this engine's ``max_rows``: give it
+        ``rows_of(states)`` to advance them all in every forward pass."""
+        for _job_id, job in itertools.groupby(states, key=lambda s: s.job_id):
+            self.admit(list(job))
+        try:
+            while self.tick() is not None:
+                pass
+        except BatchFailed as failed:
+            raise failed.error from None
+        self.finished()
+        return list(states)
 
     @torch.inference_mode()
-    def step(self, states: list[SamplingState]) -> None:
+    def _step(self, states: list[SamplingState]) -> TickStats:
         """One denoising step for every state in ``states`` (none of them may be done)."""
-        if not states:
-            return
         started = time.perf_counter()
         model = self.model
         inputs: list[torch.Tensor] = []
@@ -151,10 +184,9 @@ class SamplingEngine:
         if model.null_class is not None:
             kwargs["class_labels"] = upload(torch.tensor(labels), model.device)
         forward_started = time.perf_counter()
-        eps_all = model.unet(batch, t_batch, **kwargs).sample.float()
+        eps_all = model.network(batch, t_batch, **kwargs).sample.float()
         # host time: on CUDA this is launch time unless something later waits for the result
-        self.last_forward_seconds = time.perf_counter() - forward_started
-        self.last_batch_rows = batch.shape[0]
+        forward_seconds = time.perf_counter() - forward_started
 
         row = 0
         for state in states:
@@ -175,17 +207,13 @@ class SamplingEngine:
         elapsed = time.perf_counter() - started
         for state in states:
             state.step_seconds.append(elapsed)
-
-    def run(self, states: list[SamplingState]) -> None:
-        """Runs ``states`` to completion (in-process use: evaluation, benchmarks, tests)."""
-        active = [s for s in states if not s.done]
-        while active:
-            self.step(active)
-            active = [s for s in active if not s.done]
+        return TickStats(
+            rows=batch.shape[0], states=len(states), forward_seconds=forward_seconds, step_seconds=elapsed
+        )
 
 
 def generate(model: LoadedModel, config: ResolvedConfig, job_id: str = "local") -> list[SamplingState]:
-    """All images of one resolved request, sampled in-process; returns the finished states."""
+    """All images of one resolved request, sampled in-process with every image in each forward
+    pass (as a worker runs a request alone); returns the finished states."""
     states = new_states(job_id, config, model)
-    SamplingEngine(model).run(states)
-    return states
+    return SamplingEngine(model, max_rows=max(1, rows_of(states))).run_to_completion(states)

@@ -1,0 +1,55 @@
+"""A finished job's ``JobResult``: the PNG and noise estimate of each image, the timings and the
+configuration that ran (with the timesteps it visited). No side effects: the clock is a
+parameter and the caller observes the metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from protocol.schema import GeneratedImage, JobRecord, JobResult, Timings
+from workers.images import png_base64, to_uint8
+from workers.noise_estimate import noise_estimate
+from workers.sampling.state import SamplingState, visited_timesteps
+
+
+def build_result(
+    states: Sequence[SamplingState],
+    record: JobRecord,
+    admitted_at: float,
+    worker: str,
+    clock: Callable[[], float] = time.time,
+) -> JobResult:
+    """Encodes the finished ``states`` of ``record`` (image order) into its result.
+
+    Args:
+        admitted_at: when the worker admitted the job (``time.time()``), the end of its queue wait.
+        clock: read when sampling ended (this call) and once the images are encoded.
+    """
+    inference_done = clock()
+    cfg = record.config
+    images = []
+    for state in states:
+        pixels = to_uint8(state.latent)
+        images.append(
+            GeneratedImage(
+                index=state.index,
+                seed=state.seed,
+                class_label=cfg.class_label,
+                width=pixels.shape[1],
+                height=pixels.shape[0],
+                png_base64=png_base64(pixels),
+                noise_estimate=noise_estimate(pixels),
+            )
+        )
+    finished = clock()
+    step_times = [t for s in states for t in s.step_seconds]
+    timings = Timings(
+        queue_wait_ms=round(1000 * max(0.0, admitted_at - record.created_at), 3),
+        inference_ms=round(1000 * (inference_done - admitted_at), 3),
+        step_ms_mean=round(1000 * sum(step_times) / max(1, len(step_times)), 3),
+        encode_ms=round(1000 * (finished - inference_done), 3),
+        total_ms=round(1000 * max(0.0, finished - record.created_at), 3),
+    )
+    config = cfg.model_copy(update={"timesteps": visited_timesteps(states[0].scheduler)})
+    return JobResult(images=images, config=config, timings=timings, worker=worker)
