@@ -37,7 +37,7 @@ def record_from_hash(job_id: str, fields: Mapping[str | bytes, str | bytes]) -> 
         return JobRecord.model_validate(decoded)
     except ValueError as error:  # JSONDecodeError and pydantic's ValidationError alike
         raise CorruptJobRecord(
-            f"job {job_id}: the record is not valid JSON of the contract: {error}"
+            f"job {job_id}: the record is not a valid job record (JSON of the contract): {error}"
         ) from error
 
 

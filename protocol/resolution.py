@@ -61,6 +61,31 @@ def _check_range(field: str, value: float, low: float, high: float, why: str = "
         raise RequestFieldError(field, f"{field} must be between {low:g} and {high:g}{why}; got {value:g}")
 
 
+def resolve_size(request: GenerationRequest, model: ModelInfo) -> tuple[int, int]:
+    """(width, height) in pixels: the model's native size unless the request asks for another
+    that the model can draw (a multiple of its ``size_multiple`` within its bounds)."""
+    width = request.width if request.width is not None else model.image_size
+    height = request.height if request.height is not None else model.image_size
+    for field, value in (("width", width), ("height", height)):
+        if model.size_multiple is None:
+            if value != model.image_size:
+                raise RequestFieldError(
+                    field,
+                    f"model {model.name!r} draws {model.image_size}×{model.image_size} images only; "
+                    f"got {field} {value}",
+                )
+            continue
+        low = model.min_size or model.size_multiple
+        high = model.max_size or model.image_size
+        if value % model.size_multiple or not low <= value <= high:
+            raise RequestFieldError(
+                field,
+                f"{field} must be a multiple of {model.size_multiple} between {low} and {high} for "
+                f"model {model.name!r}; got {value}",
+            )
+    return width, height
+
+
 def resolve_timeout(requested: float | None, default_s: float, max_s: float) -> float:
     """Seconds from submission to the job's deadline: the request's, else the deployment default."""
     if requested is None:
@@ -82,18 +107,27 @@ def resolve_request(
         available = ", ".join(sorted(models)) or "none registered yet"
         raise RequestFieldError("model", f"unknown model {name!r}; available: {available}")
 
-    # 1. conditioning
-    if request.prompt is not None and model.conditioning != "prompt":
-        raise RequestFieldError(
-            "prompt", f"model {name!r} takes no prompt (conditioning: {model.conditioning})"
-        )
+    # 1. conditioning and size
+    for text_field in ("prompt", "negative_prompt"):
+        if getattr(request, text_field) is not None and model.conditioning != "prompt":
+            raise RequestFieldError(
+                text_field, f"model {name!r} takes no {text_field} (conditioning: {model.conditioning})"
+            )
     if request.class_label is not None:
         if model.conditioning != "class_label" or model.num_classes is None:
             raise RequestFieldError(
                 "class_label", f"model {name!r} takes no class label (conditioning: {model.conditioning})"
             )
         _check_range("class_label", request.class_label, 0, model.num_classes - 1)
+    if model.conditioning == "class_label" and not model.supports_guidance and request.class_label is None:
+        raise RequestFieldError(
+            "class_label",
+            f"model {name!r} has no unconditional class: send a class_label 0-{model.num_classes - 1}"
+            if model.num_classes
+            else f"model {name!r} needs a class_label",
+        )
     conditioned = request.class_label is not None or request.prompt is not None
+    width, height = resolve_size(request, model)
 
     # 2. budget and seeds
     _check_range("num_images", request.num_images, 1, limits.max_images, " (this deployment's limit)")
@@ -109,6 +143,13 @@ def resolve_request(
     # 3. sampler and schedule
     sampler = SAMPLERS[request.sampler or model.default_sampler]
     schedule = request.schedule or sampler.default_schedule
+    if model.prediction_type not in sampler.prediction_types:
+        serving = [s.name for s in SAMPLERS.values() if model.prediction_type in s.prediction_types]
+        raise RequestFieldError(
+            "sampler",
+            f"sampler {sampler.name!r} cannot use a model that predicts {model.prediction_type}; "
+            f"samplers that can: {', '.join(serving)}",
+        )
     if schedule not in sampler.schedules:
         raise RequestFieldError(
             "schedule",
@@ -183,6 +224,15 @@ def resolve_request(
         _check_range(
             "guidance_scale", guidance_scale, 0.0, limits.max_guidance_scale, " (this deployment's limit)"
         )
+    if conditioned and guidance_scale != 1.0 and not model.supports_guidance:
+        raise RequestFieldError(
+            "guidance_scale",
+            f"model {name!r} has no unconditional branch for guidance; send guidance_scale 1",
+        )
+    if request.negative_prompt is not None and guidance_scale == 1.0:
+        raise RequestFieldError(
+            "negative_prompt", "negative_prompt acts through guidance: it needs guidance_scale other than 1"
+        )
     guidance_rescale = request.guidance_rescale or 0.0
     if guidance_rescale > 0 and guidance_scale == 1.0:
         raise RequestFieldError("guidance_rescale", "guidance_rescale has no effect when guidance_scale is 1")
@@ -191,6 +241,7 @@ def resolve_request(
         model=name,
         class_label=request.class_label,
         prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
         num_images=request.num_images,
         seed=seed,
         steps=steps,
@@ -208,5 +259,6 @@ def resolve_request(
         dynamic_thresholding_ratio=ratio,
         guidance_scale=guidance_scale,
         guidance_rescale=guidance_rescale,
-        image_size=model.image_size,
+        width=width,
+        height=height,
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.schema import SamplerName, ScheduleName
 
+PredictionType = Literal["epsilon", "v_prediction", "sample"]
 KnobName = Literal[
     "eta",
     "variance_bound",
@@ -37,6 +38,9 @@ class SamplerInfo(BaseModel):
     knobs: tuple[KnobName, ...] = Field(description="optional knobs it honours")
     schedules: tuple[ScheduleName, ...]
     default_schedule: ScheduleName = "uniform"
+    prediction_types: tuple[PredictionType, ...] = Field(
+        ("epsilon", "v_prediction", "sample"), description="what a model may predict for this sampler"
+    )
     summary: str
 
 
@@ -93,6 +97,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
         ),
         SamplerInfo(
             name="euler_a",
+            prediction_types=("epsilon", "v_prediction"),  # diffusers' step has no x₀ branch
             scheduler_class="EulerAncestralDiscreteScheduler",
             noise="stochastic",
             knobs=(),

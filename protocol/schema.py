@@ -26,23 +26,42 @@ FAILED: JobStatus = "failed"
 CANCELLED: JobStatus = "cancelled"
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({SUCCEEDED, FAILED, CANCELLED})
 Conditioning = Literal["none", "class_label", "prompt"]
+ModelFamily = Literal["pixel_unet", "gaussian_mixture", "latent_text_unet", "latent_class_transformer"]
 
 MAX_SEED = 2**63 - 1
 ABSOLUTE_MAX_STEPS = 1000
 ABSOLUTE_MAX_IMAGES = 16
 ABSOLUTE_MAX_GUIDANCE = 30.0
 ABSOLUTE_MAX_TIMEOUT_S = 86_400.0
+ABSOLUTE_MAX_SIZE = 2048  # pixels per side
+MAX_PROMPT_CHARS = 2000
 
 
 class ModelInfo(BaseModel):
     """A model as a worker serves it (published in ``MODELS_KEY``; ``GET /v1/models``)."""
 
     name: str
+    family: ModelFamily = Field(
+        "pixel_unet",
+        description="pixel_unet and gaussian_mixture denoise pixels; the latent families denoise VAE "
+        "latents and decode them at the end",
+    )
     conditioning: Conditioning
     num_classes: int | None = None
     class_names: list[str] | None = None
-    image_size: int
-    channels: int
+    image_size: int = Field(description="the native width and height, in pixels")
+    channels: int = Field(description="image channels (1: grey, 3: RGB)")
+    size_multiple: int | None = Field(
+        None,
+        description="width and height may be any multiple of this within [min_size, max_size]; "
+        "None: only image_size × image_size",
+    )
+    min_size: int | None = None
+    max_size: int | None = None
+    max_prompt_tokens: int | None = Field(None, description="prompt models: the tokenizer's limit")
+    supports_guidance: bool = Field(
+        True, description="has an unconditional branch (a null class or the empty prompt) for guidance"
+    )
     default_guidance_scale: float = 1.0
     default_steps: int = 50
     default_sampler: SamplerName = "ddim"
@@ -63,7 +82,22 @@ class GenerationRequest(BaseModel):
 
     model: str | None = Field(None, max_length=64, description="registry name; default model if absent")
     class_label: int | None = Field(None, ge=0, description="class to draw (class-conditional models)")
-    prompt: str | None = Field(None, max_length=500, description="text prompt (prompt models)")
+    prompt: str | None = Field(
+        None,
+        max_length=MAX_PROMPT_CHARS,
+        description="text prompt (prompt models); checked against the model's tokenizer limit",
+    )
+    negative_prompt: str | None = Field(
+        None,
+        max_length=MAX_PROMPT_CHARS,
+        description="prompt models with guidance: the unconditional branch's prompt (default: empty)",
+    )
+    width: int | None = Field(
+        None, ge=8, le=ABSOLUTE_MAX_SIZE, description="pixels; a multiple of the model's size_multiple"
+    )
+    height: int | None = Field(
+        None, ge=8, le=ABSOLUTE_MAX_SIZE, description="pixels; a multiple of the model's size_multiple"
+    )
     num_images: int = Field(1, ge=1, le=ABSOLUTE_MAX_IMAGES, description="image i uses seed + i")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="assigned and returned when absent")
     steps: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_STEPS, description="model evaluations")
@@ -104,6 +138,7 @@ class ResolvedConfig(BaseModel):
     model: str
     class_label: int | None
     prompt: str | None
+    negative_prompt: str | None = None
     num_images: int
     seed: int
     steps: int
@@ -119,7 +154,8 @@ class ResolvedConfig(BaseModel):
     dynamic_thresholding_ratio: float | None
     guidance_scale: float
     guidance_rescale: float
-    image_size: int
+    width: int
+    height: int
     timesteps: list[float] = Field(default_factory=list, description="filled in by the worker")
 
 

@@ -155,7 +155,8 @@ def resolved_config(**overrides: object) -> ResolvedConfig:
         dynamic_thresholding_ratio=None,
         guidance_scale=1.0,
         guidance_rescale=0.0,
-        image_size=28,
+        width=28,
+        height=28,
     )
     fields.update(overrides)
     return ResolvedConfig.model_validate(fields)

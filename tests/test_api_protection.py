@@ -451,7 +451,7 @@ def test_a_pickled_record_is_refused_never_unpickled(
     redis_client.hset(job_key(job_id), mapping={"id": payload, "status": payload, "config": payload})
     try:
         response = client.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 500 and "not valid JSON" in response.json()["detail"]
+        assert response.status_code == 500 and "not a valid job record" in response.json()["detail"]
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 500
         assert not marker.exists()
     finally:

@@ -30,7 +30,9 @@ def build_result(
     cfg = record.config
     images = []
     for state in states:
-        pixels = to_uint8(state.latent)
+        if state.image is None:
+            raise ValueError(f"job {record.id}: image {state.index} was not decoded (engine.finished)")
+        pixels = to_uint8(state.image)
         images.append(
             GeneratedImage(
                 index=state.index,

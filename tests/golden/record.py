@@ -35,7 +35,7 @@ def png_hashes(request: dict[str, Any], models: dict[str, LoadedModel]) -> list[
     infos = {name: model.info for name, model in models.items()}
     config = resolve_request(GenerationRequest.model_validate(request), infos, "mnist-unet", LIMITS)
     states = generate(models[config.model], config)
-    return [hashlib.sha256(encode_png(to_uint8(state.latent))).hexdigest() for state in states]
+    return [hashlib.sha256(encode_png(to_uint8(state.image))).hexdigest() for state in states]
 
 
 def main() -> None:

@@ -133,7 +133,8 @@ BASE_CONFIG = {
     "dynamic_thresholding_ratio": None,
     "guidance_scale": 1.0,
     "guidance_rescale": 0.0,
-    "image_size": 28,
+    "width": 28,
+    "height": 28,
 }
 
 # how each sampler's visited timesteps relate to timestep_schedule (ddim and ddpm visit it)

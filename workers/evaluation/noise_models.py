@@ -16,6 +16,7 @@ from workers.evaluation.noise_metrics import ClassGaussian
 from workers.evaluation.noise_settings import MODEL_NAMES, ModelKind
 from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDenoiser
 from workers.models.loading import LoadedModel, load_model
+from workers.models.pixel_model import PixelModel
 from workers.models.registry import lookup
 
 
@@ -71,6 +72,7 @@ def load_sweep_model(kind: ModelKind) -> LoadedModel:
     """The registry's model; the exact one with its denoiser routed by class (same numbers)."""
     model = load_model(lookup(MODEL_NAMES[kind]), torch.device("cpu"), torch.float32)
     if kind == "exact":
+        assert isinstance(model, PixelModel)
         model.network = ClassRoutedDenoiser(model.network)  # type: ignore[arg-type]
     return model
 

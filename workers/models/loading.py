@@ -1,109 +1,171 @@
-"""Loads a model directory for serving: a UNet written by ``workers.training`` (diffusers layout)
-or the closed-form Gaussian mixture written by ``workers.training.fit_gaussian``.
+"""Loads a registry entry's folder for serving, whatever its family.
 
-Both directories hold ``denoise_model.json`` and ``scheduler/``; its ``architecture`` key says
-which network follows (``unet2d``, the default when absent, or ``gaussian_mixture``). Either is
-served as ``LoadedModel.network``, a ``torch.nn.Module`` called like ``UNet2DModel``:
-``network(x_t, t, class_labels=...).sample``.
+- A **diffusers pipeline folder** (``model_index.json``; ``workers.models.pipeline_folder``): a
+  pixel ``UNet2DModel``, a Stable-Diffusion-layout text-to-image model, or a DiT.
+- A **project folder** (``denoise_model.json`` + ``scheduler/``): the digit UNets written by
+  ``workers.training`` (``unet/``) and the closed-form Gaussian mixture written by
+  ``workers.training.fit_gaussian``; the metadata file's ``architecture`` says which.
+
+Request defaults come from the family (Stable Diffusion's guidance 7.5, DiT's 4.0), then the
+folder's own metadata, then the registry entry, each overriding the one before.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from protocol.schema import ModelInfo
-from workers.models.gaussian_mixture import GaussianMixture, GaussianMixtureDenoiser, load_gaussian_mixture
+from protocol.schema import ABSOLUTE_MAX_SIZE, ModelInfo
+from workers.models.gaussian_mixture import GaussianMixtureDenoiser, load_gaussian_mixture
+from workers.models.latent_class_model import LatentClassTransformerModel
+from workers.models.latent_text_model import LatentTextModel
+from workers.models.loaded_model import LoadedModel
 from workers.models.metadata import Architecture, ModelMetadata
+from workers.models.pipeline_folder import PipelineFolder, is_pipeline_folder, read_pipeline_folder
+from workers.models.pixel_model import PixelModel
+from workers.models.prompt_encoder import PromptEncoder
 from workers.models.registry import RegistryEntry
+from workers.models.vae_codec import VaeCodec
 
 log = logging.getLogger("workers.models")
 
-
-@dataclass
-class LoadedModel:
-    info: ModelInfo
-    network: torch.nn.Module  # UNet2DModel, or GaussianMixtureDenoiser (``network.mixture``)
-    scheduler_config: dict[str, Any]
-    null_class: int | None
-    device: torch.device
-    dtype: torch.dtype
-    load_seconds: float
-
-    @property
-    def mixture(self) -> GaussianMixture:
-        """The closed-form model behind ``network`` (``architecture: gaussian_mixture``), typed."""
-        if not isinstance(self.network, GaussianMixtureDenoiser):
-            raise TypeError(
-                f"model {self.info.name!r} is a {type(self.network).__name__}, not a Gaussian mixture"
-            )
-        return self.network.mixture
+SERVED_PREDICTIONS = ("epsilon", "v_prediction", "sample")
+_FAMILY_GUIDANCE = {"latent_text_unet": 7.5, "latent_class_transformer": 4.0}
 
 
 def read_model_info(
     name: str, path: Path, description: str = ""
 ) -> tuple[ModelInfo, dict[str, Any], int | None]:
-    """ModelInfo, the training scheduler config and the null class, without loading weights."""
+    """A project folder's ModelInfo, training scheduler config and null class, without weights."""
     metadata = ModelMetadata.read(path)
     scheduler_config = dict(DDPMScheduler.load_config(path / "scheduler"))
     info = ModelInfo(
         name=name,
+        family="gaussian_mixture" if metadata.network == "gaussian_mixture" else "pixel_unet",
         conditioning=metadata.conditioning,
         num_classes=metadata.num_classes,
         class_names=metadata.class_names,
         image_size=metadata.image_size,
         channels=metadata.channels,
+        supports_guidance=metadata.null_class is not None,
         **metadata.request_defaults(),
-        training_noise_schedule=str(scheduler_config.get("beta_schedule", "unknown")),
-        num_train_timesteps=int(scheduler_config["num_train_timesteps"]),
-        prediction_type=str(scheduler_config.get("prediction_type", "epsilon")),
+        **_schedule_fields(scheduler_config),
         description=description,
     )
     return info, scheduler_config, metadata.null_class
 
 
 def read_architecture(path: Path) -> Architecture:
-    """The network a model directory holds (``unet2d`` when ``denoise_model.json`` names none)."""
+    """The network a project folder holds (``unet2d`` when ``denoise_model.json`` names none)."""
     return ModelMetadata.read(path).network
 
 
-def _load_unet(
-    path: Path, device: torch.device, dtype: torch.dtype, channels_last: bool, compile_unet: bool
-) -> torch.nn.Module:
-    unet = UNet2DModel.from_pretrained(
-        path / "unet", use_safetensors=True, low_cpu_mem_usage=False, torch_dtype=dtype
-    )
-    unet = unet.to(device=device).eval().requires_grad_(False)
+def _schedule_fields(scheduler_config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "training_noise_schedule": str(scheduler_config.get("beta_schedule", "unknown")),
+        "num_train_timesteps": int(scheduler_config["num_train_timesteps"]),
+        "prediction_type": str(scheduler_config.get("prediction_type", "epsilon")),
+    }
+
+
+def _prepare(network: Any, device: torch.device, channels_last: bool, compile_net: bool) -> Any:
+    network = network.to(device=device).eval().requires_grad_(False)
     if channels_last and device.type == "cuda":
-        unet = unet.to(memory_format=torch.channels_last)
-    if compile_unet:
-        unet = torch.compile(unet, dynamic=True)
-    return unet  # type: ignore[no-any-return]
+        network = network.to(memory_format=torch.channels_last)
+    if compile_net:
+        network = torch.compile(network, dynamic=True)
+    return network
 
 
-@torch.inference_mode()
-def _warm_up(
-    network: torch.nn.Module,
-    info: ModelInfo,
-    null_class: int | None,
+def _square_sample_size(config: Any, what: str) -> int:
+    size = config.sample_size
+    if isinstance(size, list | tuple):
+        if len(set(size)) != 1:
+            raise ValueError(f"{what}: non-square sample_size {size} is not served")
+        size = size[0]
+    return int(size)
+
+
+def _load_project_folder(
+    entry: RegistryEntry, folder: Path, device: torch.device, dtype: torch.dtype, options: dict[str, bool]
+) -> LoadedModel:
+    info, scheduler_config, null_class = read_model_info(entry.name, folder, entry.description)
+    network: torch.nn.Module
+    if read_architecture(folder) == "gaussian_mixture":
+        # the closed form runs in float64 whatever ``dtype`` (inputs and outputs are cast), and
+        # has no convolutions to re-layout or compile
+        mixture = load_gaussian_mixture(folder)
+        network = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
+    else:
+        unet = UNet2DModel.from_pretrained(
+            folder / "unet", use_safetensors=True, low_cpu_mem_usage=False, torch_dtype=dtype
+        )
+        network = _prepare(unet, device, options["channels_last"], options["compile"])
+    return PixelModel(info, scheduler_config, network, null_class, device, dtype)
+
+
+def _load_pipeline_folder(
+    entry: RegistryEntry,
+    pipeline: PipelineFolder,
     device: torch.device,
     dtype: torch.dtype,
-) -> None:
-    """Forwards of 1 and 2 rows before the worker reports ready (compilation, kernel selection,
-    allocator pools), so the first request does not pay for them."""
-    for rows in (1, 2):
-        sample = torch.zeros(
-            rows, info.channels, info.image_size, info.image_size, device=device, dtype=dtype
+    options: dict[str, bool],
+) -> LoadedModel:
+    scheduler_config = pipeline.scheduler_config()
+    common: dict[str, Any] = {
+        "name": entry.name,
+        "family": pipeline.family,
+        "description": entry.description,
+        **_schedule_fields(scheduler_config),
+    }
+    if pipeline.family in _FAMILY_GUIDANCE:
+        common["default_guidance_scale"] = _FAMILY_GUIDANCE[pipeline.family]
+    if pipeline.family == "pixel_unet":
+        unet = _prepare(pipeline.load("unet", dtype), device, options["channels_last"], options["compile"])
+        num_classes = unet.config.num_class_embeds
+        info = ModelInfo(
+            **common,
+            conditioning="class_label" if num_classes else "none",
+            num_classes=num_classes,
+            image_size=_square_sample_size(unet.config, entry.name),
+            channels=int(unet.config.in_channels),
+            supports_guidance=False,  # a folder names no null class
         )
-        timesteps = torch.full((rows,), info.num_train_timesteps - 1, device=device, dtype=torch.float32)
-        labels = None if null_class is None else torch.full((rows,), null_class, device=device)
-        network(sample, timesteps, class_labels=labels)
+        return PixelModel(info, scheduler_config, unet, None, device, dtype)
+    codec = VaeCodec(pipeline.load("vae", dtype).to(device).eval().requires_grad_(False))
+    if pipeline.family == "latent_text_unet":
+        unet = _prepare(pipeline.load("unet", dtype), device, options["channels_last"], options["compile"])
+        prompts = PromptEncoder(
+            pipeline.load("tokenizer", dtype), pipeline.load("text_encoder", dtype), device
+        )
+        native = _square_sample_size(unet.config, entry.name) * codec.downsampling
+        multiple = codec.downsampling * 2 ** (len(unet.config.down_block_types) - 1)
+        info = ModelInfo(
+            **common,
+            conditioning="prompt",
+            image_size=native,
+            channels=codec.image_channels,
+            size_multiple=multiple,
+            min_size=multiple,
+            max_size=min(2 * native, ABSOLUTE_MAX_SIZE),
+            max_prompt_tokens=prompts.max_prompt_tokens,
+        )
+        return LatentTextModel(info, scheduler_config, unet, codec, prompts, device, dtype)
+    transformer = _prepare(pipeline.load("transformer", dtype), device, False, options["compile"])
+    null_class = int(transformer.config.num_embeds_ada_norm)
+    info = ModelInfo(
+        **common,
+        conditioning="class_label",
+        num_classes=null_class,
+        image_size=_square_sample_size(transformer.config, entry.name) * codec.downsampling,
+        channels=codec.image_channels,
+    )
+    return LatentClassTransformerModel(info, scheduler_config, transformer, codec, null_class, device, dtype)
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -123,28 +185,28 @@ def load_model(
     channels_last: bool = False,
     compile_unet: bool = False,
 ) -> LoadedModel:
-    """Loads weights and metadata. ``channels_last`` (CUDA only: it slows CPU convs) and
-    ``compile_unet`` apply to UNets only."""
+    """Loads weights and metadata, then warms the model up. ``channels_last`` (CUDA only: it slows
+    CPU convs) and ``compile_unet`` apply to the denoising network only.
+
+    Raises:
+        ValueError: a folder this service cannot serve (the message says why).
+    """
     started = time.perf_counter()
     folder = entry.folder()
-    info, scheduler_config, null_class = read_model_info(entry.name, folder, entry.description)
-    if info.prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(f"model {entry.name!r}: prediction_type {info.prediction_type!r} is not served")
-    network: torch.nn.Module
-    if read_architecture(folder) == "gaussian_mixture":
-        # the closed form runs in float64 whatever ``dtype`` (inputs and outputs are cast), and
-        # has no convolutions to re-layout or compile
-        mixture = load_gaussian_mixture(folder)
-        network = GaussianMixtureDenoiser(mixture, info.prediction_type).to(device).eval()
+    options = {"channels_last": channels_last, "compile": compile_unet}
+    if is_pipeline_folder(folder):
+        model = _load_pipeline_folder(
+            entry, read_pipeline_folder(folder, entry.variant), device, dtype, options
+        )
     else:
-        network = _load_unet(folder, device, dtype, channels_last, compile_unet)
-    _warm_up(network, info, null_class, device, dtype)
-    return LoadedModel(
-        info=info,
-        network=network,
-        scheduler_config=scheduler_config,
-        null_class=null_class,
-        device=device,
-        dtype=dtype,
-        load_seconds=time.perf_counter() - started,
-    )
+        model = _load_project_folder(entry, folder, device, dtype, options)
+    if entry.defaults:
+        model.info = ModelInfo.model_validate({**model.info.model_dump(), **entry.request_defaults()})
+    if model.info.prediction_type not in SERVED_PREDICTIONS:
+        raise ValueError(
+            f"model {entry.name!r}: prediction_type {model.info.prediction_type!r} is not served "
+            f"(served: {', '.join(SERVED_PREDICTIONS)})"
+        )
+    model.warm_up()
+    model.load_seconds = time.perf_counter() - started
+    return model

@@ -12,6 +12,9 @@ operator adds entries without code with a file in the same format, named by
     hf_repo = "my-org/my-sd-model"   # resolved OFFLINE from the local Hugging Face cache
     revision = "main"                # a branch, tag or commit hash present in that cache
     variant = "fp16"                 # optional: load the ``*.fp16.*`` weight files
+    default_steps = 25               # optional request defaults (else the model family's)
+    default_sampler = "dpmpp_2m"
+    default_guidance_scale = 7.5
 
 A folder is a diffusers pipeline folder (``model_index.json``) or one of the project's own
 (``denoise_model.json``); ``workers.models.loading`` reads either. Requests name models, never
@@ -26,6 +29,7 @@ from pathlib import Path
 
 BUNDLED_REGISTRY = Path(__file__).with_name("registry.toml")
 _SOURCE_KEYS = ("path", "hf_repo")
+_DEFAULT_KEYS = ("default_steps", "default_sampler", "default_guidance_scale")
 
 
 class UnknownModelError(KeyError):
@@ -44,6 +48,10 @@ class RegistryEntry:
     hf_repo: str | None = None
     revision: str = "main"
     variant: str | None = None
+    defaults: tuple[tuple[str, object], ...] = ()  # request defaults stated by the entry
+
+    def request_defaults(self) -> dict[str, object]:
+        return dict(self.defaults)
 
     def folder(self, hf_cache_dir: Path | None = None) -> Path:
         """The model folder on this machine; an ``hf_repo`` is looked up in the local Hugging
@@ -80,7 +88,7 @@ def _entry(name: str, table: dict[str, object], registry_file: Path) -> Registry
     sources = [key for key in _SOURCE_KEYS if key in table]
     if len(sources) != 1:
         raise RegistryError(f"{registry_file}: model {name!r} needs exactly one of path, hf_repo")
-    unknown = set(table) - {"path", "hf_repo", "revision", "variant", "description"}
+    unknown = set(table) - {"path", "hf_repo", "revision", "variant", "description", *_DEFAULT_KEYS}
     if unknown:
         raise RegistryError(f"{registry_file}: model {name!r} has unknown keys {sorted(unknown)}")
     path = None
@@ -96,6 +104,7 @@ def _entry(name: str, table: dict[str, object], registry_file: Path) -> Registry
         hf_repo=str(table["hf_repo"]) if "hf_repo" in table else None,
         revision=str(table.get("revision", "main")),
         variant=str(variant) if variant is not None else None,
+        defaults=tuple((key, table[key]) for key in _DEFAULT_KEYS if key in table),
     )
 
 

@@ -13,7 +13,7 @@ stride, so quadratic or cosine spacings need this). Variance control replaces σ
 and uses σ'_t in both the noise and the direction term, so every step stays a member of the
 DDIM family (the marginals q(x_t | x_0) are preserved for any σ'_t ≤ √(1 − ᾱ_{t'})).
 
-Notation map: model_output -> ε̂ or v̂ (prediction_type), alpha_prod_t -> ᾱ_t,
+Notation map: model_output -> ε̂, v̂ or x̂_0 (prediction_type), alpha_prod_t -> ᾱ_t,
 alpha_prod_t_prev -> ᾱ_{t'}, std_dev_t -> σ'_t, eta -> η, pred_original_sample -> x̂_0,
 pred_epsilon -> ε̂.
 """
@@ -94,9 +94,12 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
         elif self.config.prediction_type == "epsilon":
             pred_epsilon = model_output
             pred_original_sample = (sample - beta_prod_t**0.5 * pred_epsilon) / alpha_prod_t**0.5
+        elif self.config.prediction_type == "sample":
+            pred_original_sample = model_output
+            pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
         else:
             raise ValueError(
-                f"prediction_type {self.config.prediction_type!r}: expected epsilon or v_prediction"
+                f"prediction_type {self.config.prediction_type!r}: expected epsilon, v_prediction or sample"
             )
         if self.config.thresholding or self.config.clip_sample:
             if self.config.thresholding:

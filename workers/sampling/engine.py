@@ -23,13 +23,12 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from protocol.schema import ResolvedConfig
 from workers.host_upload import upload
-from workers.models.loading import LoadedModel
+from workers.models.loaded_model import Condition, LoadedModel
 from workers.sampling.state import SamplingState, new_states, rows_of
 
 
@@ -100,10 +99,22 @@ class SamplingEngine:
         return max(0, self.max_rows - self.rows_in_flight)
 
     def finished(self) -> list[list[SamplingState]]:
-        """Hands back the jobs whose images are all done (oldest first) and forgets them."""
+        """Hands back the jobs whose images are all done (oldest first), each image decoded to
+        pixels (``state.image``; the VAE runs once over all of them), and forgets them."""
         done = [states for states in self._jobs if all(s.done for s in states)]
         self._jobs = [states for states in self._jobs if not all(s.done for s in states)]
+        self._decode([state for states in done for state in states if state.image is None])
         return done
+
+    @torch.inference_mode()
+    def _decode(self, states: list[SamplingState]) -> None:
+        by_shape: dict[tuple[int, ...], list[SamplingState]] = {}
+        for state in states:
+            by_shape.setdefault(tuple(state.latent.shape), []).append(state)
+        for group in by_shape.values():
+            pixels = self.model.decode(torch.cat([state.latent for state in group]))
+            for row, state in enumerate(group):
+                state.image = pixels[row : row + 1]
 
     def drop(self, job_id: str) -> list[SamplingState]:
         """Forgets a job's images (cancelled, expired or failed); returns them (none if unknown)."""
@@ -163,53 +174,65 @@ class SamplingEngine:
 
     @torch.inference_mode()
     def _step(self, states: list[SamplingState]) -> TickStats:
-        """One denoising step for every state in ``states`` (none of them may be done)."""
+        """One denoising step for every state in ``states`` (none of them may be done): one
+        forward per latent shape among them (one in all unless a model draws several sizes)."""
         started = time.perf_counter()
+        forward_seconds = 0.0
+        rows = 0
+        by_shape: dict[tuple[int, ...], list[SamplingState]] = {}
+        for state in states:
+            by_shape.setdefault(tuple(state.latent.shape), []).append(state)
+        for group in by_shape.values():
+            output, seconds = self._forward(group)
+            forward_seconds += seconds
+            rows += output.shape[0]
+            self._advance(group, output)
+        elapsed = time.perf_counter() - started
+        for state in states:
+            state.step_seconds.append(elapsed)
+        return TickStats(rows=rows, states=len(states), forward_seconds=forward_seconds, step_seconds=elapsed)
+
+    def _forward(self, states: list[SamplingState]) -> tuple[torch.Tensor, float]:
+        """The model's output for every row of ``states`` (a guided image: its conditional row,
+        then its unconditional one), and the host time of the model call."""
         model = self.model
         inputs: list[torch.Tensor] = []
         timesteps: list[torch.Tensor] = []
-        labels: list[int] = []
+        conditions: list[Condition] = []
         for state in states:
             scaled = state.scheduler.scale_model_input(state.latent, state.timestep)
             repeats = state.rows
             inputs.extend([scaled] * repeats)
             timesteps.extend([state.timestep.reshape(1).float()] * repeats)
-            if model.null_class is not None:
-                labels.append(state.class_row if state.class_row is not None else model.null_class)
-                if state.guided:
-                    labels.append(model.null_class)
+            conditions.append(state.condition)
+            if state.guided:
+                conditions.append(state.uncondition)
         batch = torch.cat(inputs).to(model.dtype)
         t_batch = upload(torch.cat(timesteps), model.device)
-        kwargs: dict[str, Any] = {}
-        if model.null_class is not None:
-            kwargs["class_labels"] = upload(torch.tensor(labels), model.device)
         forward_started = time.perf_counter()
-        eps_all = model.network(batch, t_batch, **kwargs).sample.float()
+        output = model.forward(batch, t_batch, conditions).float()
         # host time: on CUDA this is launch time unless something later waits for the result
-        forward_seconds = time.perf_counter() - forward_started
+        return output, time.perf_counter() - forward_started
 
+    @staticmethod
+    def _advance(states: list[SamplingState], output: torch.Tensor) -> None:
+        """Guidance, then each state's own scheduler step."""
         row = 0
         for state in states:
-            eps = eps_all[row : row + 1]
+            eps = output[row : row + 1]
             if state.guided:
                 eps = combine_guidance(
                     eps,
-                    eps_all[row + 1 : row + 2],
+                    output[row + 1 : row + 2],
                     state.config.guidance_scale,
                     state.config.guidance_rescale,
                 )
             row += state.rows
             # deterministic steps never touch the generator (UniPC's step does not even take one)
             extra = {} if state.config.deterministic else {"generator": state.noise_generator}
-            output = state.scheduler.step(eps, state.timestep, state.latent, **extra)
-            state.latent = output.prev_sample
+            step = state.scheduler.step(eps, state.timestep, state.latent, **extra)
+            state.latent = step.prev_sample
             state.step_index += 1
-        elapsed = time.perf_counter() - started
-        for state in states:
-            state.step_seconds.append(elapsed)
-        return TickStats(
-            rows=batch.shape[0], states=len(states), forward_seconds=forward_seconds, step_seconds=elapsed
-        )
 
 
 def generate(model: LoadedModel, config: ResolvedConfig, job_id: str = "local") -> list[SamplingState]:

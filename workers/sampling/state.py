@@ -15,7 +15,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from protocol.schema import ResolvedConfig
-from workers.models.loading import LoadedModel
+from workers.models.loaded_model import Condition, LoadedModel
 from workers.sampling.scheduler_factory import build_scheduler
 
 GUIDED_ROWS = 2  # a guided image's forward rows: conditional and unconditional
@@ -33,9 +33,11 @@ class SamplingState:
     generator: torch.Generator  # CPU: the initial latent
     noise_generator: torch.Generator  # the model's device: noise injected by stochastic steps
     latent: torch.Tensor  # [1, C, H, W] on the model's device, float32
-    class_row: int | None  # class label for the conditional row (null class when unconditional)
+    condition: Condition  # of the conditional row (a class label, prompt embeddings, or None)
+    uncondition: Condition  # of the unconditional row, for guidance
     step_index: int = 0
     step_seconds: list[float] = field(default_factory=list)
+    image: torch.Tensor | None = None  # [1, C, H, W] pixels in [-1, 1], once decoded
 
     @property
     def guided(self) -> bool:
@@ -71,7 +73,8 @@ def visited_timesteps(scheduler: SchedulerMixin) -> list[float]:
 def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[SamplingState]:
     """One state per image; image i is seeded with ``seed + i``."""
     states = []
-    shape = (1, model.info.channels, model.info.image_size, model.info.image_size)
+    shape = (1, *model.latent_shape(config.width, config.height))
+    condition, uncondition = model.conditions(config)
     for index in range(config.num_images):
         scheduler = build_scheduler(config, model.scheduler_config)
         generator = torch.Generator(device="cpu").manual_seed(config.seed + index)
@@ -81,7 +84,6 @@ def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[
         else:
             noise_generator = torch.Generator(device=model.device).manual_seed(config.seed + index)
         latent = (noise * scheduler.init_noise_sigma).to(model.device)
-        class_row = config.class_label if config.class_label is not None else model.null_class
         states.append(
             SamplingState(
                 job_id=job_id,
@@ -92,7 +94,8 @@ def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[
                 generator=generator,
                 noise_generator=noise_generator,
                 latent=latent,
-                class_row=class_row,
+                condition=condition,
+                uncondition=uncondition,
             )
         )
     return states
