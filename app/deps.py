@@ -10,6 +10,7 @@ from app.access import caller
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics
+from app.prompt_tokens import PromptTokens
 from app.settings import ApiSettings
 
 
@@ -29,8 +30,13 @@ def _metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
+def _prompt_tokens(request: Request) -> PromptTokens:
+    return request.app.state.prompt_tokens  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 QueueDep = Annotated[JobQueue, Depends(_queue)]
 EventsDep = Annotated[JobEvents, Depends(_events)]
 MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
 CallerDep = Annotated[str, Depends(caller)]
+PromptTokensDep = Annotated[PromptTokens, Depends(_prompt_tokens)]

@@ -18,6 +18,7 @@ from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics, install_metrics_middleware
+from app.prompt_tokens import PromptTokens
 from app.routes import catalog, generations, health, jobs
 from app.settings import ApiSettings
 
@@ -93,6 +94,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.queue = queue
         app.state.events = events
         app.state.metrics = metrics
+        app.state.prompt_tokens = PromptTokens(queue.client)
         app.state.access = AccessControl(keys, limiter, metrics)
         await events.start()
         try:

@@ -94,3 +94,10 @@ def rate_limit_key(principal: str) -> str:
 def dead_letter_stream_key(model: str) -> str:
     """Stream of entries of ``model``'s job stream that no worker could run (poison, corrupt)."""
     return f"{KEY_PREFIX}:dead:{model}"
+
+
+def tokenizer_key(model: str) -> str:
+    """String: a prompt model's tokenizer in the ``tokenizers`` JSON format, written by its workers
+    so that the API counts prompt tokens exactly (a prompt over the limit is a 422, not a failed
+    job)."""
+    return f"{KEY_PREFIX}:tokenizer:{model}"

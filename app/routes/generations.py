@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from app.deps import CallerDep, EventsDep, MetricsDep, QueueDep, SettingsDep
+from app.deps import CallerDep, EventsDep, MetricsDep, PromptTokensDep, QueueDep, SettingsDep
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.job_queue import Idempotency
 from app.openapi_examples import GENERATION_EXAMPLES
@@ -64,6 +64,7 @@ async def create_generation(
     events: EventsDep,
     metrics: MetricsDep,
     caller: CallerDep,
+    prompt_tokens: PromptTokensDep,
     prefer: Annotated[str | None, Header(description="`respond-async`: answer 202 at once")] = None,
     idempotency_key: Annotated[
         str | None,
@@ -81,6 +82,7 @@ async def create_generation(
     if not models:
         raise ServiceUnavailable("no worker has registered a model yet; retry shortly")
     config = resolve_request(body, models, settings.default_model, settings.limits())
+    await prompt_tokens.check(config, models[config.model])
     timeout_s = resolve_timeout(body.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
     idempotency = None
     if idempotency_key is not None:
