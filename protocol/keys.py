@@ -101,3 +101,9 @@ def tokenizer_key(model: str) -> str:
     so that the API counts prompt tokens exactly (a prompt over the limit is a 422, not a failed
     job)."""
     return f"{KEY_PREFIX}:tokenizer:{model}"
+
+
+def job_events_key(job_id: str) -> str:
+    """Stream of a job's ``JobEvent``s (one field, ``EVENT_FIELD``), capped in length and expiring
+    with the job's record; its entry ids are the SSE event ids."""
+    return f"{KEY_PREFIX}:job-events:{job_id}"

@@ -1,0 +1,46 @@
+"""A job's life as a sequence of events, for live progress (Server-Sent Events on
+``GET /v1/jobs/{id}/events``), webhooks and the client's progress bar.
+
+Events travel through Redis (``protocol.keys.job_events_key``: one stream per job), so any API
+replica can serve them and a reader that reconnects resumes after the last id it saw (SSE's
+``Last-Event-ID`` is the stream entry id). On the wire an event is::
+
+    id: <stream entry id>
+    event: <JobEvent.type>
+    data: <JobEvent JSON>
+
+``queued`` is written by the API at submission (with the queue position), ``running`` by the
+worker at its progress writes (step k of n, and every few steps a small preview PNG of the
+predicted x̂₀), and exactly one final event (``succeeded``, ``failed`` or ``cancelled``) when the
+job ends, carrying the same body as ``GET /v1/jobs/{id}``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from protocol.schema import JobError, JobView
+
+JobEventType = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINAL_EVENT_TYPES: frozenset[JobEventType] = frozenset({"succeeded", "failed", "cancelled"})
+EVENT_FIELD = "event"  # the one field of a job-events stream entry: the JobEvent JSON
+
+
+class JobEvent(BaseModel):
+    type: JobEventType
+    job_id: str
+    at: float = Field(description="epoch seconds")
+    queue_position: int | None = Field(None, description="queued: jobs of the model ahead of it, + 1")
+    step: int | None = Field(None, description="running: denoising steps done")
+    total: int | None = Field(None, description="running: denoising steps in all")
+    preview_png_base64: str | None = Field(
+        None, description="running: the predicted x̂₀ of image 0 as a small PNG (every few steps)"
+    )
+    job: JobView | None = Field(None, description="final events: the job as GET /v1/jobs/{id} returns it")
+    error: JobError | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.type in FINAL_EVENT_TYPES
