@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first, so the range in pyproject is already met
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[worker,train,dev]'
+	$(PY) -m pip install -q -e '.[worker,train,dev,client]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,7 +33,7 @@ test-slow: $(STAMP)  ## model-quality evaluation and other long tests
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy protocol app workers devstack bench
+	$(VENV)/bin/mypy protocol app workers devstack bench client
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

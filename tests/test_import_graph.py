@@ -3,7 +3,9 @@
 - ``protocol`` (the shared contract) imports neither ``app`` nor ``workers``;
 - ``app`` (the web front) and ``workers`` never import each other;
 - serving code never imports offline code (``workers.training``, ``workers.evaluation``);
-- the API process never loads torch, diffusers or numpy (its image does not install them).
+- the API process never loads torch, diffusers or numpy (its image does not install them);
+- ``client`` (the Python client and the ``denoise`` command) imports only ``protocol`` of the
+  project, and loads no torch.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def test_protocol_imports_neither_side() -> None:
     assert offending("protocol", ("app", "workers", "torch", "diffusers", "numpy")) == []
 
 
+def test_the_client_imports_only_the_contract() -> None:
+    assert offending("client", ("app", "workers", "devstack", "bench", "torch", "diffusers", "numpy")) == []
+    assert any(name.startswith("protocol") for names in imports_of("client").values() for name in names)
+
+
 def test_app_and_workers_never_import_each_other() -> None:
     assert offending("app", ("workers",)) == []
     assert offending("workers", ("app",)) == []
@@ -83,3 +90,15 @@ def test_api_process_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "", f"the API imported: {out.stdout.strip()}"
+
+
+def test_the_denoise_command_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import client, client.cli, client.compare\n"
+        "client.cli.build_parser()\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'numpy', 'app', 'workers') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "", f"the client imported: {out.stdout.strip()}"
