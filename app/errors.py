@@ -31,6 +31,10 @@ class JobNotFound(ApiError):
 class ServiceUnavailable(ApiError):
     status_code = 503
 
+    def __init__(self, detail: str, retry_after_s: float | None = None) -> None:
+        headers = None if retry_after_s is None else {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+        super().__init__(detail, headers)
+
 
 class Unauthorized(ApiError):
     status_code = 401

@@ -25,7 +25,7 @@ from protocol.keys import (
     queued_jobs_key,
 )
 from protocol.records import decode_status, record_from_hash, record_to_hash
-from protocol.schema import JobRecord, ModelInfo, ResolvedConfig, WorkerHeartbeat
+from protocol.schema import JobRecord, ModelInfo, ResolvedConfig, WorkerHeartbeat, serving_workers
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,27 @@ class Idempotency:
     principal: str
     key: str
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the workers offer, as read in one go: every model a worker ever registered
+    (``MODELS_KEY``) and the models that a serving worker names in its heartbeat now."""
+
+    registered: dict[str, ModelInfo]
+    served: dict[str, ModelInfo]  # registered and named by a fresh, ready or busy worker
+
+    @classmethod
+    def of(
+        cls, registered: dict[str, ModelInfo], beats: list[WorkerHeartbeat], now: float, stale_s: float
+    ) -> Catalog:
+        live = {name for beat in serving_workers(beats, now, stale_s) for name in beat.models}
+        return cls(registered, {name: info for name, info in registered.items() if name in live})
+
+    def offered(self, require_live_worker: bool) -> dict[str, ModelInfo]:
+        """The models a request may name: those served, or every registered one where workers
+        scale from zero (a queued job is what wakes one)."""
+        return self.served if require_live_worker else self.registered
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,7 @@ class JobQueue:
         client: aioredis.Redis,
         job_ttl_s: int,
         models_cache_s: float,
+        heartbeat_stale_s: float = 15.0,
         max_queued_jobs: int = 1000,
         queue_full_retry_after_s: int = 2,
         idempotency_ttl_s: int = 86_400,
@@ -57,22 +79,27 @@ class JobQueue:
         self.client = client
         self.job_ttl_s = job_ttl_s
         self.models_cache_s = models_cache_s
+        self.heartbeat_stale_s = heartbeat_stale_s
         self.max_queued_jobs = max_queued_jobs
         self.queue_full_retry_after_s = queue_full_retry_after_s
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._models: dict[str, ModelInfo] = {}
-        self._models_read_at = 0.0
+        self._catalog = Catalog({}, {})
+        self._catalog_read_at = float("-inf")
         self._cancel = client.register_script(job_scripts.CANCEL)
         self._submit = client.register_script(job_scripts.SUBMIT)
 
-    async def models(self) -> dict[str, ModelInfo]:
-        """Models that workers have registered (cached for ``models_cache_s``)."""
+    async def catalog(self) -> Catalog:
+        """The registered models and those a live worker serves: one read of the registrations
+        and the heartbeats, reused for ``models_cache_s`` (read again at once while no model is
+        registered, so the first worker is seen without delay)."""
         now = time.monotonic()
-        if now - self._models_read_at > self.models_cache_s or not self._models:
+        if now - self._catalog_read_at > self.models_cache_s or not self._catalog.registered:
             raw = await self.client.hgetall(MODELS_KEY)
-            self._models = {str(name): ModelInfo.model_validate_json(value) for name, value in raw.items()}
-            self._models_read_at = now
-        return self._models
+            registered = {str(name): ModelInfo.model_validate_json(value) for name, value in raw.items()}
+            beats = await self.live_workers()
+            self._catalog = Catalog.of(registered, beats, time.time(), self.heartbeat_stale_s)
+            self._catalog_read_at = now
+        return self._catalog
 
     async def submit(
         self, config: ResolvedConfig, timeout_s: float, idempotency: Idempotency | None = None
@@ -155,9 +182,7 @@ class JobQueue:
         return int(await self.client.xlen(jobs_stream_key(model)))
 
     async def live_workers(self) -> list[WorkerHeartbeat]:
-        beats = []
-        async for key in self.client.scan_iter(match=WORKER_HEARTBEAT_PATTERN, count=100):
-            value = await self.client.get(key)
-            if value:
-                beats.append(WorkerHeartbeat.model_validate_json(value))
-        return beats
+        """Every heartbeat in Redis (any state; stale ones until their TTL removes them)."""
+        keys = [key async for key in self.client.scan_iter(match=WORKER_HEARTBEAT_PATTERN, count=100)]
+        values = await self.client.mget(keys) if keys else []
+        return [WorkerHeartbeat.model_validate_json(value) for value in values if value]

@@ -83,6 +83,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             client,
             settings.job_ttl_s,
             settings.models_cache_s,
+            heartbeat_stale_s=settings.heartbeat_stale_s,
             max_queued_jobs=settings.max_queued_jobs,
             queue_full_retry_after_s=settings.queue_full_retry_after_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,

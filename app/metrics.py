@@ -46,7 +46,7 @@ class ApiMetrics:
         self.rejected = Counter(
             "denoise_api_rejected_total",
             "Requests refused before enqueueing, by reason: queue_full, rate_limited, unauthorized, "
-            "body_too_large",
+            "body_too_large, no_worker (no live worker serves the model)",
             ["reason"],
             registry=r,
         )

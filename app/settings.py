@@ -48,8 +48,23 @@ class ApiSettings(BaseSettings):
         3600.0, gt=0, le=ABSOLUTE_MAX_TIMEOUT_S, description="the largest timeout_s a request may set"
     )
     job_ttl_s: int = Field(86_400, ge=60, description=JOB_TTL_DESCRIPTION)
-    heartbeat_stale_s: float = Field(15.0, gt=0, description="readiness: a worker beat newer than this")
-    models_cache_s: float = Field(2.0, ge=0, description="how long the model list read from Redis is reused")
+    heartbeat_stale_s: float = Field(
+        15.0,
+        gt=0,
+        description="a worker counts (readiness, the model list) while its beat is newer than this",
+    )
+    models_cache_s: float = Field(
+        2.0, ge=0, description="how long the models and worker heartbeats read from Redis are reused"
+    )
+    require_live_worker: bool = Field(
+        True,
+        description="a request for a registered model that no live worker serves is a 503, and "
+        "GET /v1/models lists served models only; false where workers scale from zero (KEDA): "
+        "every registered model is offered and its queued jobs wake a worker",
+    )
+    no_worker_retry_after_s: int = Field(
+        5, ge=1, description="Retry-After of a 503 for a model that no live worker serves"
+    )
     redis_timeout_s: float = Field(
         0.5,
         gt=0,

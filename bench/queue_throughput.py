@@ -42,7 +42,7 @@ from protocol.schema import (
     ResolvedConfig,
     Timings,
 )
-from workers.job_store import WorkerJobStore
+from workers.job_store import StreamReader, WorkerJobStore
 
 PNG_BASE64 = "iVBORw0KGgo" + "A" * 600  # about the size of a 28x28 digit PNG in base64
 MODEL = ModelInfo(
@@ -100,18 +100,19 @@ def dequeue(url: str, jobs: int, workers: int, steps: int) -> float:
         nonlocal finished
         client = redis.Redis.from_url(url, decode_responses=True)
         store = WorkerJobStore(client, "mnist-unet", name, job_ttl_s=3600)
+        reader = StreamReader(client, name)
         while True:
             with lock:
                 if finished >= jobs:
                     return
-            entries = store.read_new(count=16, block_ms=200)
+            entries = reader.read_new({store.stream: 16}, block_ms=200).get(store.stream, [])
             if not entries:
                 continue
             ids = [e.job_id for e in entries if e.job_id]
             for entry in entries:
                 store.start(entry.job_id or "")
             for _ in range(steps):  # one round trip per denoising step for the whole batch
-                store.read_new_and_cancel_flags(0, ids)
+                reader.read_new_and_cancel_flags({}, ids)
             for entry in entries:
                 store.succeed(entry.job_id or "", result, Progress(step=steps, total=steps))
                 store.ack(entry.entry_id)

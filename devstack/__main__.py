@@ -1,5 +1,8 @@
 """python -m devstack: redis-server + one worker + the API on port 8000, until Ctrl-C.
 
+The worker serves every model of the registry (the bundled one, plus an operator's
+``DENOISE_REGISTRY_FILE`` if set) unless ``DENOISE_MODELS`` names them.
+
 Redis keeps its data (append-only file) under ``.devstack/redis`` so queued jobs survive a
 restart of the stack. A worker that dies is restarted, as compose and Kubernetes restart
 policies would do. Ctrl-C (or SIGTERM) stops the API, lets the worker finish its in-flight
@@ -14,11 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
 
 from devstack.redis_server import RedisServer, free_port
+from workers.models.registry import load_registry
 
 log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +35,19 @@ def _port_free(port: int) -> bool:
         return False
     except redis.ConnectionError:
         return True
+
+
+def worker_models(environ: Mapping[str, str]) -> dict[str, str]:
+    """The worker's ``DENOISE_MODELS`` and ``DENOISE_REGISTRY_FILE``: as ``environ`` sets them,
+    else every model of the registry (an operator file's path made absolute, as the worker runs
+    in the repository root)."""
+    env: dict[str, str] = {}
+    registry_file = None
+    if environ.get("DENOISE_REGISTRY_FILE"):
+        registry_file = Path(environ["DENOISE_REGISTRY_FILE"]).resolve()
+        env["DENOISE_REGISTRY_FILE"] = str(registry_file)
+    env["DENOISE_MODELS"] = environ.get("DENOISE_MODELS") or ",".join(load_registry(registry_file))
+    return env
 
 
 def _spawn(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -57,8 +75,9 @@ def main() -> int:
     if not _port_free(redis_port):
         redis_port = free_port()
     server = RedisServer(port=redis_port, appendonly=True, data_dir=data_dir).start()
-    env = dict(os.environ, DENOISE_REDIS_URL=server.url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, DENOISE_REDIS_URL=server.url, PYTHONUNBUFFERED="1", **worker_models(os.environ))
     log.info("redis-server on %s (data in %s)", server.url, data_dir)
+    log.info("the worker serves %s", env["DENOISE_MODELS"])
 
     stopping = False
 

@@ -6,10 +6,11 @@
 Exit status 0 means healthy, 1 unhealthy: what Docker's HEALTHCHECK, compose's healthcheck and a
 Kubernetes exec probe expect. One script serves all three, so the check is spelled once.
 
-The worker has no HTTP health endpoint. Its Prometheus server starts before the model loads, so
-"the port answers" only proves the process is alive; ``denoise_worker_model_load_seconds`` is set
-once the model is loaded, the worker has reached Redis (consumer group, model registration) and its
-loop is about to run, which is what "ready to take jobs" means.
+The worker has no HTTP health endpoint. Its Prometheus server starts before the models load, so
+"the port answers" only proves the process is alive; ``denoise_worker_model_load_seconds{model=...}``
+is set for each model it serves once all of them are loaded, the worker has reached Redis
+(consumer groups, model registrations) and its loop is about to run, which is what "ready to take
+jobs" means.
 
 This script reads the environment directly instead of importing the service's settings: it has
 to be quick and must not depend on pydantic (or, in the worker image, on importing torch).
@@ -46,11 +47,15 @@ def check_worker() -> str | None:
         print("DENOISE_METRICS_PORT=0: worker health cannot be observed; reporting healthy")
         return None
     _, body = _get(f"http://127.0.0.1:{port}/metrics")
+    loaded = []
     for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        if name == LOADED_GAUGE:
-            return None if float(value) > 0 else "model not loaded yet"
-    return f"{LOADED_GAUGE} missing from /metrics"
+        series, _, value = line.partition(" ")
+        # one sample per served model: denoise_worker_model_load_seconds{model="..."} 1.23
+        if series.partition("{")[0] == LOADED_GAUGE:
+            loaded.append(float(value) > 0)
+    if not loaded:
+        return f"no model loaded yet ({LOADED_GAUGE} has no sample on /metrics)"
+    return None if all(loaded) else "a model is not loaded yet"
 
 
 def main(argv: list[str]) -> int:

@@ -268,11 +268,22 @@ SERVING_STATES = frozenset({WorkerState.READY, WorkerState.BUSY})
 
 
 class WorkerHeartbeat(BaseModel):
+    """What a live worker publishes every ``heartbeat_interval_s`` (``worker_heartbeat_key``)."""
+
     worker: str
-    model: str
+    models: list[str] = Field(description="registry names of the models the worker serves")
     state: WorkerState
-    in_flight: int
-    at: float
+    in_flight: int = Field(description="images in flight, over all its models")
+    at: float = Field(description="epoch seconds of the beat, by the worker's clock")
+
+    def serving(self, now: float, stale_s: float) -> bool:
+        """Whether the worker takes jobs: its beat is newer than ``stale_s`` and it is ready or busy."""
+        return now - self.at <= stale_s and self.state in SERVING_STATES
+
+
+def serving_workers(beats: list[WorkerHeartbeat], now: float, stale_s: float) -> list[WorkerHeartbeat]:
+    """The workers that take jobs (``WorkerHeartbeat.serving``), in the order given."""
+    return [beat for beat in beats if beat.serving(now, stale_s)]
 
 
 JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from devstack.redis_server import RedisServer, free_port
-from protocol.keys import MODELS_KEY, worker_heartbeat_key
+from protocol.keys import worker_heartbeat_key
 from protocol.schema import ResolvedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,15 +84,18 @@ def _running_worker(
             process.wait(timeout=60)
 
 
+SESSION_MODELS = ["mnist-unet", "mnist-gauss"]
+
+
 @pytest.fixture(scope="session")
 def worker_process(
     redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory
 ) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The session's worker: one process serving both bundled test models, each on its stream."""
     metrics_port = free_port()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    with _running_worker(
-        redis_server, redis_client, log_path, "test-worker", DENOISE_METRICS_PORT=str(metrics_port)
-    ):
+    env = {"DENOISE_METRICS_PORT": str(metrics_port), "DENOISE_MODELS": ",".join(SESSION_MODELS)}
+    with _running_worker(redis_server, redis_client, log_path, "test-worker", **env):
         yield {
             "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "log": str(log_path),
@@ -100,18 +103,11 @@ def worker_process(
         }
 
 
-@pytest.fixture(scope="module")
-def gauss_worker_process(
-    redis_server: RedisServer, redis_client: redis.Redis, tmp_path_factory
-) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """A second worker serving the closed-form ``mnist-gauss`` from the same Redis, for the module
-    that asks for it; afterwards the deployment again serves ``mnist-unet`` alone (the worker
-    deletes its heartbeat on exit, the model registration is removed here)."""
-    log_path = tmp_path_factory.mktemp("gauss-worker") / "worker.log"
-    env = {"DENOISE_MODEL": "mnist-gauss", "DENOISE_METRICS_PORT": "0"}
-    with _running_worker(redis_server, redis_client, log_path, "test-gauss-worker", **env):
-        yield {"log": str(log_path), "name": "test-gauss-worker", "model": "mnist-gauss"}
-    redis_client.hdel(MODELS_KEY, "mnist-gauss")
+@pytest.fixture(scope="session")
+def gauss_worker_process(worker_process: dict[str, str]) -> dict[str, str]:
+    """A worker serving the closed-form ``mnist-gauss``: the session's worker serves it beside
+    ``mnist-unet``."""
+    return {**worker_process, "model": "mnist-gauss"}
 
 
 @pytest.fixture(scope="session")
@@ -162,16 +158,26 @@ def resolved_config(**overrides: object) -> ResolvedConfig:
     return ResolvedConfig.model_validate(fields)
 
 
-@pytest.fixture(scope="session")
-def bundled_model():  # type: ignore[no-untyped-def]
-    """The bundled model loaded in-process through the real registry and loading code."""
+def _load_in_process(name: str):  # type: ignore[no-untyped-def]
     import torch
 
     from workers.models.loading import load_model
     from workers.models.registry import lookup
 
     torch.set_num_threads(1)
-    return load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)
+    return load_model(lookup(name), torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="session")
+def bundled_model():  # type: ignore[no-untyped-def]
+    """The bundled model loaded in-process through the real registry and loading code."""
+    return _load_in_process("mnist-unet")
+
+
+@pytest.fixture(scope="session")
+def gauss_model():  # type: ignore[no-untyped-def]
+    """The closed-form ``mnist-gauss`` loaded in-process, like ``bundled_model``."""
+    return _load_in_process("mnist-gauss")
 
 
 # ------------------------------------------------------------- more API processes
@@ -238,11 +244,13 @@ def start_api(redis_server: RedisServer, tmp_path_factory) -> Iterator[Callable[
 
 
 @contextmanager
-def running_worker(server: RedisServer, log_path: Path, name: str, **env_extra: str) -> Iterator[None]:
+def running_worker(
+    server: RedisServer, log_path: Path, name: str, **env_extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real worker process on ``server`` (any Redis, e.g. one a test stops and restarts)."""
     client = redis.Redis.from_url(server.url, decode_responses=True)
     try:
-        with _running_worker(server, client, log_path, name, **env_extra):
-            yield
+        with _running_worker(server, client, log_path, name, **env_extra) as process:
+            yield process
     finally:
         client.close()

@@ -351,7 +351,13 @@ def test_a_redis_url_with_a_password_or_an_acl_user_works(
         )
         port = server.port
         for url in (server.url, f"redis://denoise-api:acl-pass@127.0.0.1:{port}/0"):
-            api = start_api(redis_url=url, ready_path="/healthz", DENOISE_MODELS_CACHE_S="0")
+            # no worker here: the scale-from-zero setting lets a registered model queue jobs
+            api = start_api(
+                redis_url=url,
+                ready_path="/healthz",
+                DENOISE_MODELS_CACHE_S="0",
+                DENOISE_REQUIRE_LIVE_WORKER="false",
+            )
             with httpx.Client(base_url=api.url, timeout=30) as http:
                 ready = http.get("/readyz").json()
                 assert ready["reason"].startswith("no worker heartbeat"), ready  # Redis itself answered

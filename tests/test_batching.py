@@ -40,14 +40,15 @@ def pixels(response_body: dict) -> np.ndarray:  # type: ignore[type-arg]
     return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
-def forwards_wider_than(metrics_url: str, rows: int) -> float:
-    """How many forwards so far carried more than ``rows`` rows (from the worker's histogram)."""
+def forwards_wider_than(metrics_url: str, rows: int, model: str = "mnist-unet") -> float:
+    """How many forwards of ``model`` so far carried more than ``rows`` rows (from the worker's
+    histogram)."""
     text = httpx.get(metrics_url).text
     count = below = 0.0
     for line in text.splitlines():
-        if line.startswith("denoise_worker_batch_rows_count"):
+        if line.startswith(f'denoise_worker_batch_rows_count{{model="{model}"}}'):
             count = float(line.split()[-1])
-        if line.startswith(f'denoise_worker_batch_rows_bucket{{le="{float(rows)}"}}'):
+        if line.startswith(f'denoise_worker_batch_rows_bucket{{le="{float(rows)}",model="{model}"}}'):
             below = float(line.split()[-1])
     return count - below
 

@@ -1,4 +1,5 @@
-"""python -m workers: run one worker process (one per GPU) until SIGTERM/SIGINT."""
+"""python -m workers: run one worker process (one per GPU), serving every model of ``DENOISE_MODELS``,
+until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
 
+    from workers.settings import WorkerSettings
+
+    settings = WorkerSettings()  # first: a bad setting (an unknown model) fails before torch loads
+
     import redis
     import torch
     from prometheus_client import start_http_server
@@ -27,26 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     from workers.metrics import WorkerMetrics
     from workers.models.loading import load_model, resolve_device
     from workers.models.registry import lookup
-    from workers.settings import WorkerSettings
     from workers.worker import Worker
 
-    settings = WorkerSettings()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     metrics = WorkerMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
     device, dtype = resolve_device(settings.device, settings.dtype)
-    model = load_model(
-        lookup(settings.model, settings.model_registry),
-        device,
-        dtype,
-        settings.channels_last,
-        settings.compile,
-    )
-    logging.getLogger("workers").info(
-        "loaded model %s on %s/%s in %.2f s", settings.model, device, dtype, model.load_seconds
-    )
+    models = []
+    for name in settings.models:  # every name is in the registry: the settings checked it
+        model = load_model(
+            lookup(name, settings.registry_file),
+            device,
+            dtype,
+            settings.channels_last,
+            settings.compile,
+        )
+        models.append(model)
+        logging.getLogger("workers").info(
+            "loaded model %s on %s/%s in %.2f s", name, device, dtype, model.load_seconds
+        )
     # a stream entry or record holding bytes that are not UTF-8 (not written by this service)
     # must reach the dead-letter path, not crash the decoder: such bytes become U+FFFD
     client = redis.Redis.from_url(
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
-    worker = Worker(settings, model, client, metrics)
+    worker = Worker(settings, models, client, metrics)
 
     def stop(signum: int, _frame: object) -> None:
         logging.getLogger("workers").info("signal %d: finishing in-flight jobs, then exiting", signum)

@@ -1,4 +1,7 @@
-"""The worker's side of Redis: claim jobs from the stream, update and finish job records.
+"""The worker's side of Redis: claim jobs from the streams, update and finish job records.
+
+A ``WorkerJobStore`` is one model's stream (a worker holds one per model it serves); the
+``StreamReader`` reads the new entries of all of them in one round trip.
 
 All values are JSON (``protocol.records``); status transitions go through the Lua scripts of
 ``protocol.job_scripts`` so that a job is finished exactly once.
@@ -71,6 +74,60 @@ class StreamEntry:
         return cls(entry_id=entry_id, job_id=job_id if valid else None, fields=fields)
 
 
+def _entries_by_stream(response: Any) -> dict[str, list[StreamEntry]]:
+    return {
+        str(stream): [StreamEntry.parse(entry_id, fields) for entry_id, fields in messages]
+        for stream, messages in response or []
+    }
+
+
+class StreamReader:
+    """Reads new entries of the job streams of every model a worker serves; each call is ONE
+    round trip, however many streams.
+
+    Args:
+        worker: the consumer name in each stream's group.
+    """
+
+    def __init__(self, client: redis.Redis, worker: str) -> None:
+        self.client = client
+        self.worker = worker
+
+    def read_new(self, counts: dict[str, int], block_ms: int | None) -> dict[str, list[StreamEntry]]:
+        """New entries of the streams in ``counts`` (stream -> entries wanted) in one
+        ``XREADGROUP``, which blocks up to ``block_ms`` (None: not at all) until any of them has
+        one. Redis applies one COUNT to every stream, so this asks for the largest: meant for an
+        idle worker, whose models all have their whole row budget free."""
+        wanted = {stream: count for stream, count in counts.items() if count > 0}
+        if not wanted:
+            return {}
+        streams: dict[Any, Any] = dict.fromkeys(wanted, ">")
+        response = self.client.xreadgroup(
+            CONSUMER_GROUP, self.worker, streams, count=max(wanted.values()), block=block_ms
+        )
+        return _entries_by_stream(response)
+
+    def read_new_and_cancel_flags(
+        self, counts: dict[str, int], job_ids: list[str]
+    ) -> tuple[dict[str, list[StreamEntry]], set[str]]:
+        """One round trip while busy: up to ``counts[stream]`` new entries of each stream
+        (non-blocking; a count of 0 reads none) and which of ``job_ids`` a client asked to cancel."""
+        streams = [stream for stream, count in counts.items() if count > 0]
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xreadgroup(CONSUMER_GROUP, self.worker, {stream: ">"}, count=counts[stream])
+        for job_id in job_ids:
+            pipe.hget(job_key(job_id), CANCEL_REQUESTED_FIELD)
+        replies = pipe.execute()
+        entries: dict[str, list[StreamEntry]] = {}
+        for reply in replies[: len(streams)]:
+            entries.update(_entries_by_stream(reply))
+        flags = replies[len(streams) :]
+        return entries, {
+            job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == CANCEL_REQUESTED
+        }
+
+
 class WorkerJobStore:
     def __init__(self, client: redis.Redis, model: str, worker: str, job_ttl_s: int) -> None:
         self.client = client
@@ -88,36 +145,6 @@ class WorkerJobStore:
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-
-    def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
-        """New entries for this consumer; blocks up to ``block_ms`` (None: do not block)."""
-        return self._entries(self._read_new(self.client, count, block_ms))
-
-    def read_new_and_cancel_flags(self, count: int, job_ids: list[str]) -> tuple[list[StreamEntry], set[str]]:
-        """One round trip while busy: up to ``count`` new entries (non-blocking; 0 reads none)
-        and which of ``job_ids`` a client asked to cancel."""
-        pipe = self.client.pipeline(transaction=False)
-        if count:
-            self._read_new(pipe, count, None)
-        for job_id in job_ids:
-            pipe.hget(job_key(job_id), CANCEL_REQUESTED_FIELD)
-        replies = pipe.execute()
-        entries = self._entries(replies[0]) if count else []
-        flags = replies[1:] if count else replies
-        return entries, {
-            job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag == CANCEL_REQUESTED
-        }
-
-    def _read_new(self, client: Any, count: int, block_ms: int | None) -> Any:
-        return client.xreadgroup(CONSUMER_GROUP, self.worker, {self.stream: ">"}, count=count, block=block_ms)
-
-    @staticmethod
-    def _entries(response: Any) -> list[StreamEntry]:
-        return [
-            StreamEntry.parse(entry_id, fields)
-            for _stream, messages in response or []
-            for entry_id, fields in messages
-        ]
 
     def refresh_leases(self, entry_ids: list[str]) -> None:
         """Resets the idle time of this worker's in-flight entries, so nobody takes them over."""

@@ -10,7 +10,7 @@ from enum import Enum
 
 from protocol.schema import CANCELLED, FAILED, SUCCEEDED, JobError, JobResult, JobStatus, Progress
 from workers.job_store import StreamEntry, WorkerJobStore
-from workers.metrics import WorkerMetrics
+from workers.metrics import ModelMetrics
 
 log = logging.getLogger("workers.worker")
 
@@ -39,11 +39,15 @@ class Outcome(Enum):
 
 
 class JobEndings:
-    """Args:
-    forget: drops a job from the worker's in-flight set and from the engine.
+    """How the jobs of one served model end.
+
+    Args:
+        store: that model's stream and the job records.
+        metrics: the worker's metrics, bound to that model.
+        forget: drops a job from the model's in-flight set and from its engine.
     """
 
-    def __init__(self, store: WorkerJobStore, metrics: WorkerMetrics, forget: Callable[[str], None]) -> None:
+    def __init__(self, store: WorkerJobStore, metrics: ModelMetrics, forget: Callable[[str], None]) -> None:
         self.store = store
         self.metrics = metrics
         self.forget = forget
@@ -84,7 +88,7 @@ class JobEndings:
         self.store.ack(entry_id)
         self.forget(job_id)
         if result is None:
-            self.metrics.jobs_finished.labels(status=outcome.status).inc()
+            self.metrics.jobs_finished(outcome.status).inc()
             step = None if progress is None else progress.step
             log.info("job %s %s step=%s error=%r", job_id, outcome.value, step, error)
             return
@@ -93,7 +97,7 @@ class JobEndings:
         self.metrics.encode.observe(timings.encode_ms / 1000)
         self.metrics.total.observe(timings.total_ms / 1000)
         if written:
-            self.metrics.jobs_finished.labels(status=outcome.status).inc()
+            self.metrics.jobs_finished(outcome.status).inc()
             self.metrics.images.inc(len(result.images))
         else:  # another worker (or a cancel, or the deadline) finished it first: its result stands
             self.metrics.results_discarded.inc()

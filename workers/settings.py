@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.job_scripts import JOB_TTL_DESCRIPTION
-from workers.models.registry import BUNDLED_REGISTRY
+from workers.models.registry import load_registry
 
 
 def _default_worker_name() -> str:
@@ -22,11 +23,24 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DENOISE_", extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL; may carry user:password")
-    model: str = Field("mnist-unet", description="registry name of the model this worker serves")
-    model_registry: Path = Field(BUNDLED_REGISTRY, description="TOML file naming the servable models")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["mnist-unet"],
+        description="registry names of the models this worker serves (comma-separated or a JSON array); "
+        "each has its own stream and engine, and gets the whole max_batch",
+        min_length=1,
+    )
+    registry_file: Path | None = Field(
+        None, description="operator TOML adding models to the bundled registry (its entries win on a clash)"
+    )
     worker_name: str = Field(default_factory=_default_worker_name)
     metrics_port: int = Field(9100, ge=0, le=65535, description="worker /metrics port (0: none)")
-    max_batch: int = Field(32, ge=1, le=1024, description="rows per model forward (guided images use 2)")
+    max_batch: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="rows per forward (guided images use 2), for each model: forwards of different "
+        "models run one after another, so memory peaks at one forward of this many rows",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     channels_last: bool = Field(False, description="channels-last memory format (CUDA only)")
@@ -52,6 +66,34 @@ class WorkerSettings(BaseSettings):
         3, ge=1, le=100, description="a job started this many times without finishing is dead-lettered"
     )
     progress_interval_s: float = Field(0.25, ge=0, description="minimum time between progress writes")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @model_validator(mode="after")
+    def _models_are_registered(self) -> WorkerSettings:
+        """Fails at start-up on a name outside the registry, listing the known ones."""
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models lists a model twice: {', '.join(self.models)}")
+        try:
+            known = load_registry(self.registry_file)
+        except (OSError, ValueError) as error:  # unreadable file, bad TOML, RegistryError
+            raise ValueError(f"registry_file {self.registry_file}: {error}") from error
+        unknown = [name for name in self.models if name not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown model {', '.join(map(repr, unknown))}: not in the registry"
+                f"{'' if self.registry_file is None else f' (bundled + {self.registry_file})'}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _blocking_read_fits_the_socket_timeout(self) -> WorkerSettings:

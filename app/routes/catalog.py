@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import QueueDep
+from app.deps import QueueDep, SettingsDep
 from protocol.samplers import SAMPLERS, SamplerInfo
 from protocol.schema import ModelInfo
 
@@ -14,9 +14,9 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 @router.get(
     "/models", response_model=list[ModelInfo], responses={503: {"description": "Redis is unreachable"}}
 )
-async def list_models(queue: QueueDep) -> list[ModelInfo]:
-    """Models served by the workers: conditioning, classes, training noise schedule, defaults."""
-    models = await queue.models()
+async def list_models(queue: QueueDep, settings: SettingsDep) -> list[ModelInfo]:
+    """Models a live worker serves: conditioning, classes, training noise schedule, defaults."""
+    models = (await queue.catalog()).offered(settings.require_live_worker)
     return [models[name] for name in sorted(models)]
 
 

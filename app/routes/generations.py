@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 
 from app.deps import CallerDep, EventsDep, MetricsDep, PromptTokensDep, QueueDep, SettingsDep
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.job_queue import Idempotency
+from app.job_queue import Idempotency, JobQueue
+from app.metrics import ApiMetrics
 from app.openapi_examples import GENERATION_EXAMPLES
+from app.settings import ApiSettings
 from protocol.resolution import resolve_request, resolve_timeout
-from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobView
+from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobView, ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["generations"])
 
@@ -39,6 +41,32 @@ def request_fingerprint(body: GenerationRequest, timeout_s: float) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def _offered_models(
+    body: GenerationRequest, settings: ApiSettings, queue: JobQueue, metrics: ApiMetrics
+) -> dict[str, ModelInfo]:
+    """The models the request may name (an unknown name is then a 422 listing them).
+
+    Raises:
+        ServiceUnavailable: the model is registered but no live worker serves it, or no worker
+            serves any model yet; nothing is enqueued.
+    """
+    catalog = await queue.catalog()
+    models = catalog.offered(settings.require_live_worker)
+    name = body.model or settings.default_model
+    retry_after_s = settings.no_worker_retry_after_s
+    if name in catalog.registered and name not in models:
+        metrics.rejected.labels("no_worker").inc()
+        raise ServiceUnavailable(
+            f"model {name!r} has no live worker (none serving it has sent a heartbeat in the last "
+            f"{settings.heartbeat_stale_s:g} s); nothing was enqueued, retry later",
+            retry_after_s,
+        )
+    if not models:
+        metrics.rejected.labels("no_worker").inc()
+        raise ServiceUnavailable("no live worker serves any model yet; nothing was enqueued", retry_after_s)
+    return models
+
+
 @router.post(
     "/generations",
     response_model=JobView,
@@ -54,7 +82,10 @@ def request_fingerprint(body: GenerationRequest, timeout_s: float) -> str:
             "description": "The model's queue is at its cap (or the caller's rate limit is reached); "
             "nothing was enqueued: retry after the Retry-After header's seconds"
         },
-        503: {"description": "Redis is unreachable or no worker has registered a model yet"},
+        503: {
+            "description": "Redis is unreachable, or no live worker serves the model (the detail names "
+            "it); nothing was enqueued: retry after the Retry-After header's seconds"
+        },
     },
 )
 async def create_generation(
@@ -78,9 +109,7 @@ async def create_generation(
     ] = None,
 ) -> JSONResponse:
     """Sample images; waits for them up to the sync timeout unless `Prefer: respond-async`."""
-    models = await queue.models()
-    if not models:
-        raise ServiceUnavailable("no worker has registered a model yet; retry shortly")
+    models = await _offered_models(body, settings, queue, metrics)
     config = resolve_request(body, models, settings.default_model, settings.limits())
     await prompt_tokens.check(config, models[config.model])
     timeout_s = resolve_timeout(body.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)

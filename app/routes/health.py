@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from app.deps import MetricsDep, QueueDep, SettingsDep
-from protocol.schema import SERVING_STATES, WorkerHeartbeat
+from protocol.schema import serving_workers
 
 router = APIRouter(tags=["operations"])
 
@@ -19,11 +19,6 @@ router = APIRouter(tags=["operations"])
 async def healthz() -> dict[str, str]:
     """Live: the process answers."""
     return {"status": "ok"}
-
-
-def serving_workers(beats: list[WorkerHeartbeat], now: float, stale_s: float) -> list[WorkerHeartbeat]:
-    """The workers that take jobs: a heartbeat newer than ``stale_s`` in state ready or busy."""
-    return [b for b in beats if now - b.at <= stale_s and b.state in SERVING_STATES]
 
 
 @router.get("/readyz", responses={503: {"description": "Redis unreachable or no worker ready"}})
@@ -54,7 +49,8 @@ async def readyz(queue: QueueDep, settings: SettingsDep) -> JSONResponse:
 async def metrics(queue: QueueDep, api_metrics: MetricsDep) -> Response:
     """Prometheus exposition of the API's own metrics."""
     try:
-        for model in await queue.models():
+        # every registered model, served or not: jobs queued for a model without a worker alert
+        for model in (await queue.catalog()).registered:
             api_metrics.queue_depth.labels(model).set(await queue.queue_depth(model))
             api_metrics.queued_jobs.labels(model).set(await queue.queued(model))
     except RedisError:

@@ -20,7 +20,7 @@ from protocol.schema import WorkerHeartbeat, WorkerState
 
 def beat(worker: str, state: str, age_s: float = 0.0) -> WorkerHeartbeat:
     return WorkerHeartbeat(
-        worker=worker, model="mnist-unet", state=WorkerState(state), in_flight=0, at=time.time() - age_s
+        worker=worker, models=["mnist-unet"], state=WorkerState(state), in_flight=0, at=time.time() - age_s
     )
 
 

@@ -83,10 +83,11 @@ def test_alerts_on_missing_workers() -> None:
         if rule["alert"] in scraped
     }
     assert {"api", "worker"} <= jobs <= _scrape_jobs(), f"absent(up{{job=...}}) for {jobs}"
+    # per model: a live worker of one model must not hide jobs queued for another
     assert _alerts_matching(
-        r"denoise_api_queue_depth\s*\) > 0",
-        r"unless on \(\) count\(\s*denoise_worker_model_load_seconds > 0\s*\)",
-    ), "no scale-to-zero-aware alert for queued jobs without a worker"
+        r"max by \(model\) \(\s*denoise_api_queue_depth\s*\) > 0",
+        r"unless on \(model\) max by \(model\) \(\s*denoise_worker_model_load_seconds > 0\s*\)",
+    ), "no scale-to-zero-aware alert, per model, for queued jobs without a worker"
 
 
 def test_alert_on_the_failure_ratio() -> None:

@@ -154,8 +154,9 @@ def test_keda_scaled_object_structure(overlay: tuple[str, list[Obj]]) -> None:
     }
     kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
 
-    model = _config(objects)["DENOISE_MODEL"]
+    models = _config(objects)["DENOISE_MODELS"].split(",")
     assert spec["triggers"], "no triggers"
+    measures: dict[str, set[str]] = {}
     for trigger in spec["triggers"]:
         assert set(trigger) == {"type", "authenticationRef", "metadata"}
         assert trigger["type"] == "redis-streams"
@@ -164,9 +165,12 @@ def test_keda_scaled_object_structure(overlay: tuple[str, list[Obj]]) -> None:
         assert set(metadata) <= REDIS_STREAMS_METADATA, f"unchecked {set(metadata) - REDIS_STREAMS_METADATA}"
         # KEDA's trigger metadata is map[string]string: a YAML number fails at admission.
         assert all(isinstance(value, str) for value in metadata.values()), metadata
-        assert metadata["stream"] == jobs_stream_key(model)
         assert metadata["consumerGroup"] == CONSUMER_GROUP
         assert ("lagCount" in metadata) != ("pendingEntriesCount" in metadata), "one measure per trigger"
+        measure = "lagCount" if "lagCount" in metadata else "pendingEntriesCount"
+        measures.setdefault(metadata["stream"], set()).add(measure)
+    # a trigger watches one stream: each served model's stream has both measures, no other stream any
+    assert measures == {jobs_stream_key(model): {"lagCount", "pendingEntriesCount"} for model in models}
     assert auth["spec"] == {
         "secretTargetRef": [{"parameter": "password", "name": "denoise-redis", "key": "password"}]
     }

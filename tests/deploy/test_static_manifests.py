@@ -315,12 +315,13 @@ def test_compose_bind_mounts_exist() -> None:
                 assert (ROOT / source).exists(), f"compose service {name} mounts missing {source}"
 
 
-def test_keda_triggers_watch_the_workers_stream() -> None:
-    """The ScaledObject's stream and group are the ones the configured worker model uses."""
+def test_keda_triggers_watch_the_workers_streams() -> None:
+    """The ScaledObject's streams and group are those of the configured worker models: each
+    model's stream is watched, and no other."""
     config = next(
         obj for path, obj in _k8s_objects() if obj["kind"] == "ConfigMap" and path.parent.name == "base"
     )
-    model = config["data"]["DENOISE_MODEL"]
+    models = config["data"]["DENOISE_MODELS"].split(",")
     triggers = [
         trigger
         for _, obj in _k8s_objects()
@@ -330,8 +331,8 @@ def test_keda_triggers_watch_the_workers_stream() -> None:
     assert triggers, "no KEDA ScaledObject under deploy/k8s"
     for trigger in triggers:
         assert trigger["type"] == "redis-streams"
-        assert trigger["metadata"]["stream"] == jobs_stream_key(model)
         assert trigger["metadata"]["consumerGroup"] == CONSUMER_GROUP
+    assert {t["metadata"]["stream"] for t in triggers} == {jobs_stream_key(model) for model in models}
 
 
 def test_secret_example_is_not_deployed() -> None:

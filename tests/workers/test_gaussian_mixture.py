@@ -26,7 +26,7 @@ from workers.models.gaussian_mixture import (
     load_gaussian_mixture,
     save_gaussian_mixture,
 )
-from workers.models.loading import LoadedModel, load_model, read_architecture, read_model_info
+from workers.models.loading import LoadedModel, read_architecture, read_model_info
 from workers.models.metadata import ModelMetadata
 from workers.models.registry import lookup
 from workers.sampling.engine import generate
@@ -36,12 +36,6 @@ NULL = 10
 # x_t rows: drawn from these classes, conditioned on these labels (2 != 7 on purpose; 10: null)
 DRAWN_FROM = [3, 7, 3, 5, 8, 1]
 LABELS = [3, 2, NULL, NULL, NULL, NULL]
-
-
-@pytest.fixture(scope="module")
-def gauss_model() -> LoadedModel:
-    torch.set_num_threads(1)
-    return load_model(lookup("mnist-gauss"), torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture(scope="module")

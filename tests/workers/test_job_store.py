@@ -12,7 +12,7 @@ from protocol.keys import job_key
 from protocol.records import record_from_hash, record_to_hash
 from protocol.schema import GeneratedImage, JobError, JobRecord, JobResult, Progress, Timings
 from tests.conftest import resolved_config
-from workers.job_store import WorkerJobStore
+from workers.job_store import StreamReader, WorkerJobStore
 
 CONFIG = resolved_config(model="m")
 
@@ -54,18 +54,48 @@ def test_a_finished_or_missing_job_is_not_started(redis_client: redis.Redis) -> 
     assert store.start(uuid.uuid4().hex) is None
 
 
-def test_new_entries_and_cancel_flags_are_read_in_one_round_trip(redis_client: redis.Redis) -> None:
-    stream = f"denoise:jobs:m-{uuid.uuid4().hex[:8]}"
-    store = WorkerJobStore(redis_client, "m", "w", job_ttl_s=60)
-    store.stream = stream
-    store.ensure_group()
+def two_streams(client: redis.Redis) -> tuple[WorkerJobStore, WorkerJobStore]:
+    suffix = uuid.uuid4().hex[:8]
+    stores = (
+        WorkerJobStore(client, f"m1-{suffix}", "w", job_ttl_s=60),
+        WorkerJobStore(client, f"m2-{suffix}", "w", job_ttl_s=60),
+    )
+    for store in stores:
+        store.ensure_group()
+    return stores
+
+
+def test_new_entries_of_every_stream_and_cancel_flags_are_read_in_one_round_trip(
+    redis_client: redis.Redis,
+) -> None:
+    one, two = two_streams(redis_client)
+    reader = StreamReader(redis_client, "w")
     a, b = queued_job(redis_client), queued_job(redis_client)
     redis_client.hset(job_key(b), "cancel_requested", "true")
     for job_id in (a, b, "c" * 32):
-        redis_client.xadd(stream, {"job": job_id})
-    entries, cancelled = store.read_new_and_cancel_flags(2, [a, b])
-    assert [e.job_id for e in entries] == [a, b] and cancelled == {b}
-    entries, cancelled = store.read_new_and_cancel_flags(0, [a])  # no room: reads no entry
-    assert entries == [] and cancelled == set()
-    entries, _ = store.read_new_and_cancel_flags(5, [])
-    assert [e.job_id for e in entries] == ["c" * 32]
+        redis_client.xadd(one.stream, {"job": job_id})
+    redis_client.xadd(two.stream, {"job": "d" * 32})
+    calls_before = redis_client.info("commandstats").get("cmdstat_xreadgroup", {}).get("calls", 0)
+    entries, cancelled = reader.read_new_and_cancel_flags({one.stream: 2, two.stream: 5}, [a, b])
+    assert {stream: [e.job_id for e in got] for stream, got in entries.items()} == {
+        one.stream: [a, b],
+        two.stream: ["d" * 32],
+    }
+    assert cancelled == {b}
+    calls = redis_client.info("commandstats")["cmdstat_xreadgroup"]["calls"]
+    assert calls - calls_before == 2  # one read per stream with room, in the same pipeline
+    entries, cancelled = reader.read_new_and_cancel_flags({one.stream: 0, two.stream: 0}, [a])
+    assert entries == {} and cancelled == set()  # no room: reads no entry
+    entries, _ = reader.read_new_and_cancel_flags({one.stream: 5}, [])
+    assert [e.job_id for e in entries[one.stream]] == ["c" * 32]
+
+
+def test_an_idle_read_blocks_on_every_stream_and_wakes_for_any(redis_client: redis.Redis) -> None:
+    one, two = two_streams(redis_client)
+    reader = StreamReader(redis_client, "w")
+    started = time.monotonic()
+    assert reader.read_new({one.stream: 4, two.stream: 4}, block_ms=100) == {}
+    assert time.monotonic() - started >= 0.09
+    redis_client.xadd(two.stream, {"job": "e" * 32})
+    got = reader.read_new({one.stream: 4, two.stream: 4}, block_ms=5000)
+    assert list(got) == [two.stream] and [e.job_id for e in got[two.stream]] == ["e" * 32]

@@ -67,6 +67,6 @@ def test_a_burst_run_stops_through_draining_unasked() -> None:
 
 
 def test_the_heartbeat_carries_the_state_by_name() -> None:
-    beat = WorkerHeartbeat(worker="w", model="m", state=WorkerState.DRAINING, in_flight=3, at=1.0)
+    beat = WorkerHeartbeat(worker="w", models=["m"], state=WorkerState.DRAINING, in_flight=3, at=1.0)
     assert '"state":"draining"' in beat.model_dump_json()
     assert WorkerHeartbeat.model_validate_json(beat.model_dump_json()).state is WorkerState.DRAINING

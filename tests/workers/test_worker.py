@@ -1,5 +1,6 @@
-"""The worker's loop in-process, on the real bundled model and a real Redis: admission counts
-rows, every job ends through one path, and the lifecycle ends stopped."""
+"""The worker's loop in-process, on the real bundled models and a real Redis: admission counts
+rows, every job ends through one path, the lifecycle ends stopped, and a worker serving two
+models reads both streams and steps each model once per loop."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from protocol.schema import JobRecord, ResolvedConfig, WorkerState
 from tests.conftest import resolved_config
 from workers.images import to_uint8
 from workers.metrics import WorkerMetrics
+from workers.models.loading import LoadedModel
 from workers.sampling.engine import generate
 from workers.settings import WorkerSettings
 from workers.worker import Worker
@@ -40,21 +42,28 @@ def enqueue(client: redis.Redis, config: ResolvedConfig, deadline_at: float | No
     record = JobRecord(
         id=uuid.uuid4().hex,
         status="queued",
-        model="mnist-unet",
+        model=config.model,
         config=config,
         created_at=time.time(),
         deadline_at=deadline_at,
     )
     client.hset(job_key(record.id), mapping=record_to_hash(record))  # type: ignore[arg-type]
-    client.xadd(jobs_stream_key("mnist-unet"), {STREAM_JOB_FIELD: record.id})
+    client.xadd(jobs_stream_key(config.model), {STREAM_JOB_FIELD: record.id})
     return record.id
 
 
-def worker(client: redis.Redis, bundled_model, max_batch: int) -> Worker:  # type: ignore[no-untyped-def]
+def worker(client: redis.Redis, models: list[LoadedModel], max_batch: int) -> Worker:
     settings = WorkerSettings(
-        model="mnist-unet", worker_name=f"inproc-{uuid.uuid4().hex[:8]}", max_batch=max_batch, block_ms=50
+        models=[model.info.name for model in models],
+        worker_name=f"inproc-{uuid.uuid4().hex[:8]}",
+        max_batch=max_batch,
+        block_ms=50,
     )
-    return Worker(settings, bundled_model, client, WorkerMetrics())
+    return Worker(settings, models, client, WorkerMetrics())
+
+
+def status(client: redis.Redis, job_id: str) -> str:
+    return record_from_hash(job_id, client.hgetall(job_key(job_id))).status
 
 
 def test_a_burst_run_admits_by_rows_ends_every_job_and_stops(client, bundled_model) -> None:  # type: ignore[no-untyped-def]
@@ -62,7 +71,7 @@ def test_a_burst_run_admits_by_rows_ends_every_job_and_stops(client, bundled_mod
     plain = resolved_config(steps=2, seed=4)  # 1 row
     a, b = enqueue(client, guided), enqueue(client, plain)
     late = enqueue(client, plain, deadline_at=time.time() - 1)
-    run = worker(client, bundled_model, max_batch=3)
+    run = worker(client, [bundled_model], max_batch=3)
 
     run.run(burst=True)
 
@@ -85,21 +94,88 @@ def test_a_burst_run_admits_by_rows_ends_every_job_and_stops(client, bundled_mod
             assert np.abs(served - to_uint8(state.latent).astype(int)).max() <= 1
     # 3 rows: job a (4 rows, admitted alone: one entry per 2 free rows) steps one image at a
     # time; once its first image is done, 1 row is free and b is read and shares the forwards
-    registry = run.metrics.registry
-    assert registry.get_sample_value("denoise_worker_batch_rows_count") == 4
-    assert registry.get_sample_value("denoise_worker_batch_rows_sum") == 2 + 2 + 3 + 3
+    registry, unet = run.metrics.registry, {"model": "mnist-unet"}
+    assert registry.get_sample_value("denoise_worker_batch_rows_count", unet) == 4
+    assert registry.get_sample_value("denoise_worker_batch_rows_sum", unet) == 2 + 2 + 3 + 3
     finished = "denoise_worker_jobs_finished_total"
-    assert registry.get_sample_value(finished, {"status": "succeeded"}) == 2
-    assert registry.get_sample_value(finished, {"status": "failed"}) == 1
-    assert run.lifecycle.state is WorkerState.STOPPED and run.jobs == {}
+    assert registry.get_sample_value(finished, {**unet, "status": "succeeded"}) == 2
+    assert registry.get_sample_value(finished, {**unet, "status": "failed"}) == 1
+    assert run.lifecycle.state is WorkerState.STOPPED and not run.in_flight()
     assert not client.exists(worker_heartbeat_key(run.settings.worker_name))
     assert client.xpending(jobs_stream_key("mnist-unet"), "workers")["pending"] == 0  # all acknowledged
 
 
 def test_a_worker_asked_to_stop_drains_and_takes_no_job(client, bundled_model) -> None:  # type: ignore[no-untyped-def]
     job_id = enqueue(client, resolved_config())
-    run = worker(client, bundled_model, max_batch=8)
+    run = worker(client, [bundled_model], max_batch=8)
     run.request_stop()
     run.run()
     assert run.lifecycle.state is WorkerState.STOPPED
-    assert record_from_hash(job_id, client.hgetall(job_key(job_id))).status == "queued"
+    assert status(client, job_id) == "queued"
+
+
+def started(run: Worker) -> Worker:
+    """``run`` as its loop leaves it before the first poll: models registered, state ready."""
+    for served in run.served:
+        served.register()
+    run.lifecycle.to(WorkerState.READY)
+    return run
+
+
+def loop_once(run: Worker) -> int:
+    admitted = run.poll()
+    run.tick()
+    run.finish()
+    return admitted
+
+
+def test_two_models_one_worker_both_streams_each_image_as_alone(client, bundled_model, gauss_model) -> None:  # type: ignore[no-untyped-def]
+    unet = resolved_config(steps=3, seed=5, guidance_scale=2.0)
+    gauss = resolved_config(model="mnist-gauss", steps=4, seed=6, class_label=3, num_images=2)
+    jobs = {enqueue(client, unet): unet, enqueue(client, gauss): gauss, enqueue(client, unet): unet}
+    run = worker(client, [bundled_model, gauss_model], max_batch=32)
+    assert [served.stream for served in run.served] == ["denoise:jobs:mnist-unet", "denoise:jobs:mnist-gauss"]
+
+    run.run(burst=True)
+
+    models = {"mnist-unet": bundled_model, "mnist-gauss": gauss_model}
+    for job_id, config in jobs.items():
+        record = record_from_hash(job_id, client.hgetall(job_key(job_id)))
+        assert record.status == "succeeded" and record.result is not None, record
+        assert record.result.config.model == config.model
+        alone = generate(models[config.model], config)
+        for image, state in zip(record.result.images, alone, strict=True):
+            served = np.asarray(Image.open(io.BytesIO(base64.b64decode(image.png_base64))), dtype=int)
+            assert np.abs(served - to_uint8(state.latent).astype(int)).max() <= 1
+    registry = run.metrics.registry
+    forwards = {
+        name: registry.get_sample_value("denoise_worker_forward_seconds_count", {"model": name})
+        for name in models
+    }
+    assert forwards == {"mnist-unet": 3, "mnist-gauss": 4}  # each model its own forwards, its steps
+    for name in models:
+        assert client.xpending(jobs_stream_key(name), "workers")["pending"] == 0
+
+
+def test_a_long_job_on_one_model_does_not_delay_a_short_one_on_another(  # type: ignore[no-untyped-def]
+    client, bundled_model, gauss_model
+) -> None:
+    run = started(worker(client, [bundled_model, gauss_model], max_batch=32))
+    try:
+        long = enqueue(client, resolved_config(steps=200, seed=1))
+        assert loop_once(run) == 1  # idle: one blocking read over both streams takes it
+        short = enqueue(client, resolved_config(model="mnist-gauss", steps=3, seed=2))
+        loops = 0
+        while status(client, short) != "succeeded":
+            loop_once(run)
+            loops += 1
+            assert loops <= 10, "the short job waits for the long one"
+        # read and three steps, one per loop, the third loop also stores it: 3 loops, and the
+        # long job took exactly one step in each of them, besides the one it took alone
+        assert loops == 3
+        unet, gauss = run.served
+        assert unet.jobs[long].progress().step == 4 and status(client, long) == "running"
+        assert gauss.jobs == {}
+    finally:
+        run.request_stop()
+        run.lifecycle.stop()
