@@ -61,5 +61,6 @@ class Heartbeat:
                 for served in self.served:
                     served.store.refresh_leases([job.entry_id for job in served.jobs_now()])
                     served.store.register_model(served.model.info)
+                    served.store.restore_tokenizer(served.model.info.name, served.model.tokenizer_json())
             except redis.RedisError as error:
                 log.warning("heartbeat failed: %s", error)

@@ -41,6 +41,7 @@ from protocol.keys import (
     dead_letter_stream_key,
     job_key,
     jobs_stream_key,
+    tokenizer_key,
     worker_heartbeat_key,
 )
 from protocol.records import hash_fields, record_from_hash
@@ -237,8 +238,20 @@ class WorkerJobStore:
         self.client.publish(EVENTS_CHANNEL, job_id)
 
     # -- presence
-    def register_model(self, info: ModelInfo) -> None:
-        self.client.hset(MODELS_KEY, info.name, info.model_dump_json())
+    def register_model(self, info: ModelInfo, tokenizer_json: str | None = None) -> None:
+        """Publishes the model (``GET /v1/models``) and, for a prompt model, its tokenizer, so the
+        API counts prompt tokens as this worker will."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(MODELS_KEY, info.name, info.model_dump_json())
+        if tokenizer_json is not None:
+            pipe.set(tokenizer_key(info.name), tokenizer_json)
+        pipe.execute()
+
+    def restore_tokenizer(self, model: str, tokenizer_json: str | None) -> None:
+        """Publishes the tokenizer again if Redis lost it (a restart without persistence); the
+        large value crosses the network only then."""
+        if tokenizer_json is not None and not self.client.exists(tokenizer_key(model)):
+            self.client.set(tokenizer_key(model), tokenizer_json)
 
     def heartbeat(self, beat: WorkerHeartbeat, ttl_s: float) -> None:
         self.client.set(worker_heartbeat_key(self.worker), beat.model_dump_json(), px=int(ttl_s * 1000))

@@ -51,7 +51,7 @@ class ServedModel:
     def register(self) -> None:
         """Creates the stream's consumer group and publishes the model (``GET /v1/models``)."""
         self.store.ensure_group()
-        self.store.register_model(self.model.info)
+        self.store.register_model(self.model.info, self.model.tokenizer_json())
         self.metrics.model_load.set(self.model.load_seconds)
 
     def jobs_now(self) -> list[InFlightJob]:

@@ -58,5 +58,8 @@ class LatentTextModel(LoadedModel):
             raise ValueError("every row of a text model needs its prompt embeddings")
         return self.unet(latents, timesteps, encoder_hidden_states=embeddings).sample  # type: ignore[no-any-return]
 
+    def tokenizer_json(self) -> str | None:
+        return self.prompts.tokenizer_json()
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.codec.decode(latents)

@@ -55,6 +55,10 @@ class LoadedModel(ABC):
     ) -> torch.Tensor:
         """The network's prediction (ε, v or x₀, as trained) for each row, in the latent's channels."""
 
+    def tokenizer_json(self) -> str | None:
+        """A prompt model's tokenizer in the ``tokenizers`` JSON format (None: takes no prompt)."""
+        return None
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Finished latents -> pixels in [-1, 1], as one batch (pixel models: the latents)."""
         return latents
