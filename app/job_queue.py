@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from app.errors import IdempotencyKeyReused, TooManyRequests
 from protocol import job_scripts
+from protocol.events import JOB_EVENTS_MAXLEN, JobEvent
 from protocol.keys import (
     CONSUMER_GROUP,
     EVENTS_CHANNEL,
@@ -20,6 +21,7 @@ from protocol.keys import (
     CancelOutcome,
     SubmitOutcome,
     idempotency_key,
+    job_events_key,
     job_key,
     jobs_stream_key,
     queued_jobs_key,
@@ -87,6 +89,7 @@ class JobQueue:
         self._catalog_read_at = float("-inf")
         self._cancel = client.register_script(job_scripts.CANCEL)
         self._submit = client.register_script(job_scripts.SUBMIT)
+        self._append_event = client.register_script(job_scripts.APPEND_EVENT)
 
     async def catalog(self) -> Catalog:
         """The registered models and those a live worker serves: one read of the registrations
@@ -134,7 +137,9 @@ class JobQueue:
             args.extend([name, value])
         outcome, *rest = await self._submit(keys=keys, args=args)
         if outcome == SubmitOutcome.CREATED:
-            return Submission(record, replayed=False, queued=int(rest[1]))
+            queued = int(rest[1])
+            await self.append_event(JobEvent(type="queued", job_id=record.id, at=now, queue_position=queued))
+            return Submission(record, replayed=False, queued=queued)
         if outcome == SubmitOutcome.REPLAY:
             flat = rest[1]
             return Submission(
@@ -159,9 +164,17 @@ class JobQueue:
             keys=[job_key(job_id)], args=[str(self.job_ttl_s), json.dumps(time.time())]
         )
         kind, _, status = str(outcome).partition(":")
-        if kind == CancelOutcome.CANCELLED:
+        if kind == CancelOutcome.CANCELLED:  # it was queued: its final event is written here
+            await self.append_event(JobEvent(type="cancelled", job_id=job_id, at=time.time()))
             await self.client.publish(EVENTS_CHANNEL, job_id)
         return CancelOutcome(kind), (decode_status(job_id, status) if status else None)
+
+    async def append_event(self, event: JobEvent) -> None:
+        """Appends one event to its job's events stream (``protocol.events``)."""
+        await self._append_event(
+            keys=[job_events_key(event.job_id)],
+            args=[event.model_dump_json(exclude_none=True), self.job_ttl_s, JOB_EVENTS_MAXLEN],
+        )
 
     async def queued(self, model: str) -> int:
         """Jobs of ``model`` not yet started: the number that back-pressure caps."""

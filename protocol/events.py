@@ -21,11 +21,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from protocol.keys import JOB_EVENT_FIELD
 from protocol.schema import JobError, JobView
 
 JobEventType = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINAL_EVENT_TYPES: frozenset[JobEventType] = frozenset({"succeeded", "failed", "cancelled"})
-EVENT_FIELD = "event"  # the one field of a job-events stream entry: the JobEvent JSON
+JOB_EVENTS_MAXLEN = 512  # entries kept per job (running events come every progress interval)
 
 
 class JobEvent(BaseModel):
@@ -44,3 +45,8 @@ class JobEvent(BaseModel):
     @property
     def final(self) -> bool:
         return self.type in FINAL_EVENT_TYPES
+
+
+def event_from_fields(fields: dict[str, str]) -> JobEvent:
+    """The event of a job-events stream entry."""
+    return JobEvent.model_validate_json(fields[JOB_EVENT_FIELD])

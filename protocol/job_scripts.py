@@ -21,6 +21,7 @@ from protocol.keys import (
     CANCEL_REQUESTED,
     CANCEL_REQUESTED_FIELD,
     FINISHED_AT_FIELD,
+    JOB_EVENT_FIELD,
     QUEUED_SET_FIELD,
     STARTED_AT_FIELD,
     STATUS_FIELD,
@@ -160,4 +161,13 @@ if status == {_RUNNING} then
   return {_lua_string(CancelOutcome.CANCELLING)}
 end
 return {_lua_string(CancelOutcome.ALREADY + ":")} .. status
+"""
+
+
+# KEYS[1] a job's events stream. ARGV[1] the JobEvent JSON, ARGV[2] ttl seconds (the job record's),
+# ARGV[3] the most entries kept. Returns the entry id (the SSE event id).
+APPEND_EVENT = f"""
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', {_lua_string(JOB_EVENT_FIELD)}, ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return id
 """

@@ -17,6 +17,7 @@ JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 # ---------------------------------------------------------------- the job stream's entries
 STREAM_JOB_FIELD = "job"  # an entry of a job stream has exactly this one field: the job id
+JOB_EVENT_FIELD = "event"  # an entry of a job-events stream has this one field: the JobEvent JSON
 
 # ------------------------------------------------------------------- the job hash's fields
 # Each field of a job hash holds one JSON value (``protocol.records``); the names are

@@ -40,6 +40,7 @@ class InFlightJob:
     states: list[SamplingState]
     admitted_at: float = field(default_factory=time.time)
     progress_written_at: float = 0.0
+    preview_written_at: float = 0.0
     result: JobResult | None = None  # encoded once; kept until it is stored
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from protocol import job_scripts
+from protocol.events import JOB_EVENTS_MAXLEN, JobEvent
 from protocol.keys import (
     CANCEL_REQUESTED,
     CANCEL_REQUESTED_FIELD,
@@ -39,6 +40,7 @@ from protocol.keys import (
     STATUS_FIELD,
     STREAM_JOB_FIELD,
     dead_letter_stream_key,
+    job_events_key,
     job_key,
     jobs_stream_key,
     tokenizer_key,
@@ -138,6 +140,7 @@ class WorkerJobStore:
         self.stream = jobs_stream_key(model)
         self._finish = client.register_script(job_scripts.FINISH)
         self._start = client.register_script(job_scripts.START)
+        self._append_event = client.register_script(job_scripts.APPEND_EVENT)
 
     # -- stream
     def ensure_group(self) -> None:
@@ -200,12 +203,26 @@ class WorkerJobStore:
             return None
         return record_from_hash(job_id, fields)
 
-    def write_progress(self, progress: dict[str, Progress]) -> None:
+    def write_progress(self, progress: dict[str, Progress], events: list[JobEvent]) -> None:
+        """The jobs' progress fields and their ``running`` events, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for job_id, value in progress.items():
             fields: dict[Any, Any] = hash_fields({PROGRESS_FIELD: value.model_dump()})
             pipe.hset(job_key(job_id), mapping=fields)
+        for event in events:
+            self._append_event_to(pipe, event)
         pipe.execute()
+
+    def append_event(self, event: JobEvent) -> None:
+        """Appends one event to its job's events stream (SSE, webhooks, the client's progress)."""
+        self._append_event_to(self.client, event)
+
+    def _append_event_to(self, client: Any, event: JobEvent) -> None:
+        self._append_event(
+            keys=[job_events_key(event.job_id)],
+            args=[event.model_dump_json(exclude_none=True), self.job_ttl_s, JOB_EVENTS_MAXLEN],
+            client=client,
+        )
 
     def _finish_with(self, job_id: str, values: dict[str, object]) -> bool:
         args: list[str] = [str(self.job_ttl_s)]

@@ -5,9 +5,11 @@ entry acknowledged, and it is counted and logged."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from enum import Enum
 
+from protocol.events import JobEvent
 from protocol.schema import CANCELLED, FAILED, SUCCEEDED, JobError, JobResult, JobStatus, Progress
 from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import ModelMetrics
@@ -87,6 +89,11 @@ class JobEndings:
             raise ValueError(f"job {job_id} {outcome.value}: missing its result, progress or error")
         self.store.ack(entry_id)
         self.forget(job_id)
+        if written:  # the job's one final event (SSE and webhook readers re-read the record for its body)
+            job_error = None if error is None else JobError(type=type(error).__name__, message=str(error))
+            self.store.append_event(
+                JobEvent(type=outcome.status, job_id=job_id, at=time.time(), error=job_error)
+            )
         if result is None:
             self.metrics.jobs_finished(outcome.status).inc()
             step = None if progress is None else progress.step

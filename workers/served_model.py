@@ -11,17 +11,21 @@ step (``tick``) and stores what finished (``finish``).
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 
 import redis
 
+from protocol.events import JobEvent
 from protocol.records import CorruptJobRecord
+from protocol.schema import Progress
 from workers.in_flight import InFlightJob, refusal
 from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel
 from workers.outcomes import JobEndings, Outcome, PoisonJob
+from workers.previews import preview_png
 from workers.results import build_result
 from workers.sampling.engine import BatchFailed, SamplingEngine
 from workers.sampling.state import GUIDED_ROWS, new_states
@@ -121,6 +125,7 @@ class ServedModel:
         job = InFlightJob(record=record, entry_id=entry.entry_id, states=states)
         self.engine.admit(states)
         self.jobs[job.job_id] = job
+        self.store.append_event(self._running_event(job, job.progress(), time.time()))
         self.metrics.queue_wait.observe(max(0.0, job.admitted_at - record.created_at))
         cfg = record.config
         log.info(
@@ -185,6 +190,25 @@ class ServedModel:
             job for job in self.jobs.values() if not job.done and now - job.progress_written_at >= interval
         ]
         if due:
-            self.store.write_progress({job.job_id: job.progress() for job in due})
+            progress = {job.job_id: job.progress() for job in due}
+            events = [self._running_event(job, progress[job.job_id], now) for job in due]
+            self.store.write_progress(progress, events)
             for job in due:
                 job.progress_written_at = now
+
+    def _running_event(self, job: InFlightJob, progress: Progress, now: float) -> JobEvent:
+        """Step k of n, and every ``preview_interval_s`` a preview of image 0's x̂₀."""
+        preview = None
+        interval = self.settings.preview_interval_s
+        x0 = job.states[0].x0
+        if interval > 0 and x0 is not None and now - job.preview_written_at >= interval:
+            preview = base64.b64encode(preview_png(self.model, x0)).decode("ascii")
+            job.preview_written_at = now
+        return JobEvent(
+            type="running",
+            job_id=job.job_id,
+            at=now,
+            step=progress.step,
+            total=progress.total,
+            preview_png_base64=preview,
+        )

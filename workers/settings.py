@@ -66,6 +66,9 @@ class WorkerSettings(BaseSettings):
         3, ge=1, le=100, description="a job started this many times without finishing is dead-lettered"
     )
     progress_interval_s: float = Field(0.25, ge=0, description="minimum time between progress writes")
+    preview_interval_s: float = Field(
+        1.0, ge=0, description="minimum time between x̂₀ previews in a job's running events (0: none)"
+    )
 
     @field_validator("models", mode="before")
     @classmethod

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Path
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.deps import QueueDep
+from app.deps import EventsDep, QueueDep
 from app.errors import JobNotFound
+from app.event_stream import ENTRY_ID_PATTERN, SSE_MEDIA_TYPE, job_event_stream
 from protocol.keys import CancelOutcome
 from protocol.schema import JobView
 
@@ -31,6 +32,37 @@ async def get_job(job_id: JobIdPath, queue: QueueDep) -> JobView:
     if record is None:
         raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
     return JobView.of(record)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {SSE_MEDIA_TYPE: {}},
+            "description": "Server-Sent Events: `queued` (queue position), `running` (step k of n, "
+            "x̂₀ previews every few steps), then one final `succeeded`/`failed`/`cancelled` event "
+            "carrying the job; each `id` resumes the stream as `Last-Event-ID`",
+        },
+        404: {"description": "No such job"},
+    },
+)
+async def job_events(
+    job_id: JobIdPath,
+    queue: QueueDep,
+    events: EventsDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", pattern=ENTRY_ID_PATTERN, description="resume after this event"),
+    ] = None,
+) -> StreamingResponse:
+    """Follow a job live: its events as Server-Sent Events, from any API replica."""
+    if await queue.get(job_id) is None:
+        raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
+    stream = job_event_stream(events.client, queue, job_id, last_event_id)
+    return StreamingResponse(
+        stream, media_type=SSE_MEDIA_TYPE, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.delete(

@@ -23,6 +23,7 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -63,6 +64,17 @@ def combine_guidance(
         rescaled = guided * (std_cond / std_guided)
         guided = rescale * rescaled + (1 - rescale) * guided
     return guided
+
+
+def predicted_x0(step: Any, scheduler: Any) -> torch.Tensor | None:
+    """The x̂₀ this step predicted, without computing anything new: the step output's
+    ``pred_original_sample`` (DDIM, DDPM, Euler), else the multistep solvers' last converted model
+    output, which is their x̂₀ (DPM-Solver++, UniPC with ``predict_x0``)."""
+    x0 = getattr(step, "pred_original_sample", None)
+    if x0 is None:
+        outputs = getattr(scheduler, "model_outputs", None)
+        x0 = outputs[-1] if outputs else None
+    return x0
 
 
 class SamplingEngine:
@@ -232,6 +244,7 @@ class SamplingEngine:
             extra = {} if state.config.deterministic else {"generator": state.noise_generator}
             step = state.scheduler.step(eps, state.timestep, state.latent, **extra)
             state.latent = step.prev_sample
+            state.x0 = predicted_x0(step, state.scheduler)
             state.step_index += 1
 
 

@@ -38,6 +38,7 @@ class SamplingState:
     step_index: int = 0
     step_seconds: list[float] = field(default_factory=list)
     image: torch.Tensor | None = None  # [1, C, H, W] pixels in [-1, 1], once decoded
+    x0: torch.Tensor | None = None  # the latest predicted x̂₀ (for previews), in the latent space
 
     @property
     def guided(self) -> bool:
