@@ -48,7 +48,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def family_requests(model: str, conditioning: str) -> dict[str, Any]:
     if conditioning == "prompt":
-        return {"model": model, "prompt": "a handwritten seven"}
+        return {"model": model, "prompt": "seven"}  # short: a fixture tokenizer spells it out
     if conditioning == "class_label":
         return {"model": model, "class_label": 7}
     return {"model": model}
