@@ -21,6 +21,7 @@ from app.metrics import ApiMetrics, install_metrics_middleware
 from app.prompt_tokens import PromptTokens
 from app.routes import catalog, generations, health, jobs
 from app.settings import ApiSettings
+from app.submission import Generations
 
 DESCRIPTION = """
 Diffusion sampling with a configurable reverse process. POST a request to
@@ -95,6 +96,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.events = events
         app.state.metrics = metrics
         app.state.prompt_tokens = PromptTokens(queue.client)
+        app.state.generations = Generations(settings, queue, events, metrics, app.state.prompt_tokens)
         app.state.access = AccessControl(keys, limiter, metrics)
         await events.start()
         try:
