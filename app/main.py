@@ -19,7 +19,7 @@ from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics, install_metrics_middleware
 from app.prompt_tokens import PromptTokens
-from app.routes import catalog, generations, health, jobs
+from app.routes import catalog, generations, health, jobs, openai_images
 from app.settings import ApiSettings
 from app.submission import Generations
 
@@ -30,6 +30,9 @@ deterministic vs stochastic sampling, eta, variance bound and scale, variance ty
 clipping and dynamic thresholding, classifier-free guidance and its rescale) is a field of
 the request. `GET /v1/samplers` says which sampler honours which knob; a knob the chosen
 sampler would ignore is refused with a 422 rather than dropped silently.
+
+`POST /v1/images/generations` takes OpenAI's image-generation requests (OpenAI's SDKs work
+against it as they are) and runs them the same way, with every knob accepted as an extra field.
 """
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid API key"}}
@@ -115,7 +118,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         on_reject=metrics.rejected.labels("body_too_large").inc,
     )
     install_metrics_middleware(app, metrics)
-    for module in (generations, jobs, catalog, health):
+    for module in (generations, openai_images, jobs, catalog, health):
         _include(app, module.router, settings)
     return app
 
