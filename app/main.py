@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.access import AccessControl, ApiKeys, RateLimiter, guard
 from app.body_limit import BodySizeLimit
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
@@ -109,7 +110,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await listener.aclose()
             await client.aclose()
 
-    app = FastAPI(title="Denoising service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Denoising service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN; app.docs serves them itself
+        redoc_url=None,
+    )
     install_error_handlers(app)
     # inside the metrics middleware, so that a 413 is counted like any other answer
     app.add_middleware(
@@ -120,6 +128,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_metrics_middleware(app, metrics)
     for module in (generations, openai_images, jobs, catalog, health):
         _include(app, module.router, settings)
+    install_docs(app)
     return app
 
 
