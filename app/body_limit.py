@@ -12,6 +12,8 @@ from collections.abc import Callable
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import openai_error, speaks_openai
+
 
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, on_reject: Callable[[], None] = lambda: None) -> None:
@@ -51,10 +53,12 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_reject()
-        response = JSONResponse(
-            {"detail": f"request body larger than {self.max_bytes} bytes (max_body_bytes)"},
-            status_code=413,
-            headers={"Connection": "close"},  # the rest of the body is not read
+        message = f"request body larger than {self.max_bytes} bytes (max_body_bytes)"
+        headers = {"Connection": "close"}  # the rest of the body is not read
+        response = (
+            openai_error(413, message, code="request_too_large", headers=headers)
+            if speaks_openai(scope)
+            else JSONResponse({"detail": message}, status_code=413, headers=headers)
         )
         await response(scope, receive, send)
 

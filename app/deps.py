@@ -12,6 +12,7 @@ from app.job_queue import JobQueue
 from app.metrics import ApiMetrics
 from app.prompt_tokens import PromptTokens
 from app.settings import ApiSettings
+from app.submission import Generations
 
 
 def _settings(request: Request) -> ApiSettings:
@@ -34,9 +35,14 @@ def _prompt_tokens(request: Request) -> PromptTokens:
     return request.app.state.prompt_tokens  # type: ignore[no-any-return]
 
 
+def _generations(request: Request) -> Generations:
+    return request.app.state.generations  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 QueueDep = Annotated[JobQueue, Depends(_queue)]
 EventsDep = Annotated[JobEvents, Depends(_events)]
 MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
 CallerDep = Annotated[str, Depends(caller)]
 PromptTokensDep = Annotated[PromptTokens, Depends(_prompt_tokens)]
+GenerationsDep = Annotated[Generations, Depends(_generations)]

@@ -14,13 +14,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.access import AccessControl, ApiKeys, RateLimiter, guard
 from app.body_limit import BodySizeLimit
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics, install_metrics_middleware
 from app.prompt_tokens import PromptTokens
-from app.routes import catalog, generations, health, jobs
+from app.routes import catalog, generations, health, jobs, openai_images
 from app.settings import ApiSettings
+from app.submission import Generations
 
 DESCRIPTION = """
 Diffusion sampling with a configurable reverse process. POST a request to
@@ -29,6 +31,9 @@ deterministic vs stochastic sampling, eta, variance bound and scale, variance ty
 clipping and dynamic thresholding, classifier-free guidance and its rescale) is a field of
 the request. `GET /v1/samplers` says which sampler honours which knob; a knob the chosen
 sampler would ignore is refused with a 422 rather than dropped silently.
+
+`POST /v1/images/generations` takes OpenAI's image-generation requests (OpenAI's SDKs work
+against it as they are) and runs them the same way, with every knob accepted as an extra field.
 """
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid API key"}}
@@ -96,6 +101,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.events = events
         app.state.metrics = metrics
         app.state.prompt_tokens = PromptTokens(queue.client)
+        app.state.generations = Generations(settings, queue, events, metrics, app.state.prompt_tokens)
         app.state.access = AccessControl(keys, limiter, metrics)
         await events.start()
         try:
@@ -105,7 +111,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await listener.aclose()
             await client.aclose()
 
-    app = FastAPI(title="Denoising service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Denoising service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN; app.docs serves them itself
+        redoc_url=None,
+    )
     install_error_handlers(app)
     # inside the metrics middleware, so that a 413 is counted like any other answer
     app.add_middleware(
@@ -114,8 +127,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         on_reject=metrics.rejected.labels("body_too_large").inc,
     )
     install_metrics_middleware(app, metrics)
-    for module in (generations, jobs, catalog, health):
+    for module in (generations, openai_images, jobs, catalog, health):
         _include(app, module.router, settings)
+    install_docs(app)
     return app
 
 

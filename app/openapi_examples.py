@@ -58,3 +58,29 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         "value": {"steps": 30},
     },
 }
+
+IMAGE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "default": {
+        "summary": "Two 7s (the class name as prompt), 20 steps, fixed seed",
+        "value": {
+            "prompt": "7",
+            "n": 2,
+            "size": "28x28",
+            "response_format": "b64_json",
+            "steps": 20,
+            "seed": 1,
+        },
+    },
+    "number_word": {
+        "summary": "A digit by its English word",
+        "value": {"prompt": "seven", "steps": 20},
+    },
+    "knobs": {
+        "summary": "The service's knobs as extra fields: DDPM with a variance bound",
+        "value": {"prompt": "4", "sampler": "ddpm", "steps": 100, "variance_bound": 0.05, "seed": 3},
+    },
+    "unconditional": {
+        "summary": "An empty prompt: an unconditional sample (guidance off)",
+        "value": {"prompt": "", "steps": 30},
+    },
+}

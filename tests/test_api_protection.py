@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import redis
+from openai import OpenAI
 
 from devstack.redis_server import RedisServer
 from protocol.keys import MODELS_KEY, job_key, jobs_stream_key, queued_jobs_key
@@ -36,6 +38,7 @@ ASYNC = {"Prefer": "respond-async"}
 KEY_A = "test-key-alpha-0123456789abcdef"
 KEY_B = "test-key-bravo-0123456789abcdef"
 TINY = {"class_label": 1, "steps": 2}
+TINY_OPENAI = {"prompt": "1", "steps": 2}  # POST /v1/images/generations: the class name as prompt
 # 16 guided images = 32 rows: the worker's whole default batch, so jobs behind it stay queued
 BLOCKER = {"class_label": 8, "steps": 1000, "num_images": 16, "guidance_scale": 2.0}
 
@@ -250,42 +253,64 @@ def test_a_10_mb_body_is_a_413_before_it_is_parsed(client: httpx.Client, redis_c
         f"\n10 MB body -> {declared.status_code} in {declared_ms:.0f} ms (Content-Length), "
         f"{chunked.status_code} in {chunked_ms:.0f} ms (chunked)"
     )
-    assert declared.status_code == chunked.status_code == 413
+    openai_route = client.post(
+        "/v1/images/generations", content=body, headers={"content-type": "application/json"}
+    )
+    assert declared.status_code == chunked.status_code == openai_route.status_code == 413
     assert "max_body_bytes" in declared.json()["detail"]
+    assert openai_route.json()["error"]["code"] == "request_too_large"
     assert redis_client.xlen(STREAM) == before
     rejected = metric(client.get("/metrics").text, "denoise_api_rejected_total", reason="body_too_large")
-    assert rejected == rejected_before + 2
+    assert rejected == rejected_before + 3
     # just under the limit, the body is parsed and validated as usual
     near = client.post("/v1/generations", json={"prompt": "x" * 60_000})
     assert near.status_code == 422 and near.json()["detail"][0]["loc"] == ["body", "prompt"]
 
 
 # --------------------------------------------------------------------- access control
+# every route that takes a key, with a body it would accept; a test below checks that the list
+# names every operation of the schema
+GUARDED = [
+    ("GET", "/v1/models", None),
+    ("GET", "/v1/samplers", None),
+    ("GET", f"/v1/jobs/{'0' * 32}", None),
+    ("GET", f"/v1/jobs/{'0' * 32}/events", None),
+    ("DELETE", f"/v1/jobs/{'0' * 32}", None),
+    ("POST", "/v1/generations", TINY),
+    ("POST", "/v1/images/generations", TINY_OPENAI),
+]
+
+
 def test_api_keys_guard_every_route_but_the_open_ones(keyed: ApiProcess) -> None:
     with httpx.Client(base_url=keyed.url, timeout=60) as http:
-        for method, path in [
-            ("GET", "/v1/models"),
-            ("GET", "/v1/samplers"),
-            ("GET", f"/v1/jobs/{'0' * 32}"),
-            ("DELETE", f"/v1/jobs/{'0' * 32}"),
-            ("POST", "/v1/generations"),
-        ]:
+        for method, path, body in GUARDED:
             for headers in (
                 {},
                 {"Authorization": "Bearer wrong-key"},
                 {"X-API-Key": KEY_A[:-1]},
                 {"Authorization": f"Basic {KEY_A}"},
             ):
-                response = http.request(method, path, json=TINY, headers=headers)
+                response = http.request(method, path, json=body, headers=headers)
                 assert response.status_code == 401, (method, path, headers)
                 assert response.headers["www-authenticate"] == "Bearer"
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 200
         assert http.get("/v1/models", headers={"X-API-Key": KEY_B}).status_code == 200
         made = http.post("/v1/generations", json=TINY, headers={"X-API-Key": KEY_B})
         assert made.status_code == 200 and made.json()["status"] == "succeeded"
-        for path in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
+        for path in ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
             assert http.get(path).status_code == 200, path
-        assert metric(http.get("/metrics").text, "denoise_api_rejected_total", reason="unauthorized") >= 20
+        assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+        assert metric(http.get("/metrics").text, "denoise_api_rejected_total", reason="unauthorized") >= 24
+
+        # OpenAI's SDK sends its api_key as `Authorization: Bearer`; refusals come in OpenAI's shape
+        refused = http.post("/v1/images/generations", json=TINY_OPENAI)
+        assert refused.json()["error"]["code"] == "invalid_api_key"
+        with OpenAI(base_url=f"{keyed.url}/v1", api_key=KEY_A, max_retries=0) as sdk:
+            images = sdk.images.generate(prompt="1", extra_body={"steps": 2})
+            assert images.data is not None and len(images.data) == 1
+        wrong = OpenAI(base_url=f"{keyed.url}/v1", api_key="wrong-key", max_retries=0)
+        with wrong, pytest.raises(openai.AuthenticationError):
+            wrong.images.generate(prompt="1", extra_body={"steps": 2})
 
         schema = http.get("/openapi.json").json()
         schemes = schema["components"]["securitySchemes"]
@@ -294,6 +319,19 @@ def test_api_keys_guard_every_route_but_the_open_ones(keyed: ApiProcess) -> None
         post = schema["paths"]["/v1/generations"]["post"]
         assert {"HTTPBearer": []} in post["security"] and "401" in post["responses"]
         assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+def test_the_guarded_list_names_every_operation_of_the_schema(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    operations = {
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    open_paths = {"/healthz", "/readyz", "/metrics"}
+    listed = {(method, re.sub(r"/[0-9a-f]{32}(?=/|$)", "/{job_id}", path)) for method, path, _ in GUARDED}
+    assert {(m, p) for m, p in operations if p not in open_paths} == listed
 
 
 def test_an_open_api_declares_no_security(client: httpx.Client) -> None:
@@ -315,6 +353,9 @@ def test_each_api_key_has_its_own_rate_limit(
         assert [r.status_code for r in responses] == [200, 200, 200, 429]  # a burst of 3, then 1/s
         assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 2
         assert "rate limit" in limited.json()["detail"]
+        openai_limited = http.post("/v1/images/generations", json=TINY_OPENAI, headers=a)
+        assert openai_limited.status_code == 429 and int(openai_limited.headers["retry-after"]) >= 1
+        assert openai_limited.json()["error"]["code"] == "rate_limit_exceeded"
         assert http.get("/v1/samplers", headers=b).status_code == 200  # another key, another bucket
         assert all(http.get("/healthz").status_code == 200 for _ in range(5))  # open paths: no limit
         time.sleep(int(limited.headers["retry-after"]))

@@ -2,9 +2,10 @@
 
 Every operation gets up to 50 generated requests per phase (examples, coverage, fuzzing) from a
 fixed seed, valid and invalid alike, and every response goes through all of schemathesis'
-checks: no 5xx, status codes, content types, headers and bodies as the schema declares them,
-invalid data refused, valid data accepted, and (with API keys) a request without a valid key
-refused. Run twice: against an open API and against one that asks for API keys.
+checks: no 5xx (but the OpenAI route's designed 504), status codes, content types, headers and
+bodies as the schema declares them, invalid data refused, valid data accepted, and (with API
+keys) a request without a valid key refused. Run twice: against an open API and against one that
+asks for API keys.
 
 The API under test serves the session's Redis and worker with small limits (2 images, 2 s job
 deadlines, 1 s sync waits) so that the jobs the fuzzer creates stay small.
@@ -40,6 +41,8 @@ LIMITS = {"max_images": 2, "sync_timeout_s": 1, "job_timeout_s": 2, "max_job_tim
 # model's classes, this deployment's lower step and image limits) are beyond JSON Schema. So for
 # POST /v1/generations, a 422 is an accepted answer to schema-valid data; every other check
 # (and every other operation) keeps schemathesis' defaults.
+# (An `[[operations]]` entry applies where ANY of its include-* filters matches; `include-name`, the
+# operation's "METHOD path", picks exactly one.)
 CONFIG = f"""
 seed = {SEED}
 
@@ -47,10 +50,23 @@ seed = {SEED}
 max-examples = {MAX_EXAMPLES}
 
 [[operations]]
-include-path = "/v1/generations"
-include-method = "POST"
+include-name = "POST /v1/generations"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422", "429"]
+
+[[operations]]
+include-name = "POST /v1/images/generations"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "429", "504"]
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "504"]
 """
+# The OpenAI-compatible route answers schema-valid data with OpenAI's 400 where the native one
+# answers 422 (a prompt that names no class of the model, a size it cannot draw), and a 404 for a
+# model that is not served. OpenAI's API has no asynchronous answer, so a job that outlives the
+# 1 s sync wait is a 504 there: the one 5xx by design, accepted for that operation only.
+DESIGNED_5XX = {("POST", "/v1/images/generations"): {504}}
+
+
+def acceptable(case: schemathesis.Case, status: int) -> bool:
+    return status < 500 or status in DESIGNED_5XX.get((case.method.upper(), case.path), set())
 
 
 def load_schema(settings: ApiSettings) -> BaseSchema:
@@ -97,10 +113,11 @@ def _serve(start_api: Callable[..., ApiProcess], name: str, settings: ApiSetting
         if workers and all(w["in_flight"] == 0 for w in workers) and not _queued(api.url, headers):
             break
         time.sleep(0.2)
-    server_errors = sum(n for code, n in target.statuses.items() if code >= 500)
+    server_errors = sum(n for code, n in target.statuses.items() if code >= 500 and code != 504)
     print(
         f"\nschemathesis ({name}): {target.statuses.total()} requests over {len(target.operations)} "
-        f"operations, statuses {dict(sorted(target.statuses.items()))}; {server_errors} server errors, "
+        f"operations, statuses {dict(sorted(target.statuses.items()))}; {server_errors} server errors "
+        "(504: an OpenAI-route job outlived the sync wait), "
         "0 check failures (schema violations included)"
     )
 
@@ -128,11 +145,11 @@ def keyed_api(start_api: Callable[..., ApiProcess], worker_process: dict[str, st
 def test_the_open_api_honours_its_schema(case: schemathesis.Case, open_api: Target) -> None:
     response = case.call_and_validate(base_url=open_api.url)  # raises on any failed check
     open_api.record(case, response.status_code)
-    assert response.status_code < 500
+    assert acceptable(case, response.status_code), response.text
 
 
 @keyed_schema.parametrize()
 def test_the_api_with_keys_honours_its_schema(case: schemathesis.Case, keyed_api: Target) -> None:
     response = case.call_and_validate(base_url=keyed_api.url, headers=keyed_api.headers)
     keyed_api.record(case, response.status_code)
-    assert response.status_code < 500
+    assert acceptable(case, response.status_code), response.text

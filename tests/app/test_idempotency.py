@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from app.routes.generations import request_fingerprint
+from app.submission import request_fingerprint
 from protocol.schema import GenerationRequest
 
 
