@@ -15,12 +15,15 @@ from app.job_queue import Idempotency, JobQueue
 from app.metrics import ApiMetrics
 from app.openapi_examples import GENERATION_EXAMPLES
 from app.settings import ApiSettings
-from protocol.resolution import resolve_request, resolve_timeout
-from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobView, ModelInfo
+from app.webhook_targets import TargetError, vetted_address
+from protocol.resolution import RequestFieldError, resolve_request, resolve_timeout
+from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobView, ModelInfo, WebhookSettings
+from protocol.webhooks import resolve_webhook
 
 router = APIRouter(prefix="/v1", tags=["generations"])
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+WEBHOOK_RESOLVE_TIMEOUT_S = 3.0  # a webhook host that does not resolve this fast is a 422
 
 
 def _job_response(view: JobView, status_code: int, replayed: bool) -> JSONResponse:
@@ -67,6 +70,27 @@ async def _offered_models(
     return models
 
 
+async def _webhook(body: GenerationRequest, settings: ApiSettings) -> WebhookSettings | None:
+    """The request's webhook settings, once its target is allowed (see ``app.webhook_targets``).
+
+    Raises:
+        RequestFieldError: webhooks are off here, or the host does not resolve or resolves to an
+            address webhooks may not reach (a 422 naming ``webhook``); nothing is enqueued.
+    """
+    webhook = resolve_webhook(body, settings.webhook_progress_interval_s)
+    if webhook is None:
+        return None
+    if not settings.webhook_secret:
+        raise RequestFieldError(
+            "webhook", "webhooks are off on this deployment: no signing secret (DENOISE_WEBHOOK_SECRET)"
+        )
+    try:
+        await vetted_address(webhook.url, settings.webhook_allow_private, WEBHOOK_RESOLVE_TIMEOUT_S)
+    except TargetError as error:
+        raise RequestFieldError("webhook", str(error)) from error
+    return webhook
+
+
 @router.post(
     "/generations",
     response_model=JobView,
@@ -76,6 +100,7 @@ async def _offered_models(
         413: {"description": "The request body is larger than this deployment's limit"},
         422: {
             "description": "A field is out of range, unknown, or not honoured by the chosen sampler; "
+            "the webhook's host resolves to a private or otherwise forbidden address; "
             "or the Idempotency-Key is malformed or was used with a different request"
         },
         429: {
@@ -113,11 +138,12 @@ async def create_generation(
     config = resolve_request(body, models, settings.default_model, settings.limits())
     await prompt_tokens.check(config, models[config.model])
     timeout_s = resolve_timeout(body.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
+    webhook = await _webhook(body, settings)
     idempotency = None
     if idempotency_key is not None:
         idempotency = Idempotency(caller, idempotency_key, request_fingerprint(body, timeout_s))
     try:
-        submission = await queue.submit(config, timeout_s, idempotency)
+        submission = await queue.submit(config, timeout_s, idempotency, webhook)
     except TooManyRequests:
         metrics.rejected.labels("queue_full").inc()
         raise
