@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from app.errors import IdempotencyKeyReused, TooManyRequests
 from protocol import job_scripts
-from protocol.events import JOB_EVENTS_MAXLEN, JobEvent
+from protocol.events import JobEvent, append_event_call
 from protocol.keys import (
     CONSUMER_GROUP,
     EVENTS_CHANNEL,
@@ -21,13 +21,19 @@ from protocol.keys import (
     CancelOutcome,
     SubmitOutcome,
     idempotency_key,
-    job_events_key,
     job_key,
     jobs_stream_key,
     queued_jobs_key,
 )
 from protocol.records import decode_status, record_from_hash, record_to_hash
-from protocol.schema import JobRecord, ModelInfo, ResolvedConfig, WorkerHeartbeat, serving_workers
+from protocol.schema import (
+    JobRecord,
+    ModelInfo,
+    ResolvedConfig,
+    WebhookSettings,
+    WorkerHeartbeat,
+    serving_workers,
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,11 @@ class JobQueue:
         return self._catalog
 
     async def submit(
-        self, config: ResolvedConfig, timeout_s: float, idempotency: Idempotency | None = None
+        self,
+        config: ResolvedConfig,
+        timeout_s: float,
+        idempotency: Idempotency | None = None,
+        webhook: WebhookSettings | None = None,
     ) -> Submission:
         """Stores the job record and appends its id to the model's stream, in one atomic script.
 
@@ -121,6 +131,7 @@ class JobQueue:
             config=config,
             created_at=now,
             deadline_at=now + timeout_s,
+            webhook=webhook,
         )
         keys = [job_key(record.id), jobs_stream_key(config.model), queued_jobs_key(config.model)]
         if idempotency is not None:
@@ -171,10 +182,8 @@ class JobQueue:
 
     async def append_event(self, event: JobEvent) -> None:
         """Appends one event to its job's events stream (``protocol.events``)."""
-        await self._append_event(
-            keys=[job_events_key(event.job_id)],
-            args=[event.model_dump_json(exclude_none=True), self.job_ttl_s, JOB_EVENTS_MAXLEN],
-        )
+        keys, args = append_event_call(event, self.job_ttl_s)
+        await self._append_event(keys=keys, args=args)
 
     async def queued(self, model: str) -> int:
         """Jobs of ``model`` not yet started: the number that back-pressure caps."""

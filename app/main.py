@@ -23,6 +23,8 @@ from app.prompt_tokens import PromptTokens
 from app.routes import catalog, generations, health, jobs, openai_images
 from app.settings import ApiSettings
 from app.submission import Generations
+from app.webhook_sender import WebhookSender
+from app.webhooks import RetryPolicy, WebhookDispatcher
 
 DESCRIPTION = """
 Diffusion sampling with a configurable reverse process. POST a request to
@@ -75,6 +77,28 @@ def _include(app: FastAPI, router: APIRouter, settings: ApiSettings) -> None:
             app.include_router(single)
 
 
+def _webhook_dispatcher(
+    settings: ApiSettings, client: aioredis.Redis, queue: JobQueue, metrics: ApiMetrics
+) -> WebhookDispatcher | None:
+    """This replica's webhook dispatcher (``app.webhooks``); None where webhooks are off (no secret)."""
+    keys = settings.webhook_keys()
+    if not keys:
+        return None
+    return WebhookDispatcher(
+        client,
+        queue,
+        WebhookSender(keys, settings.webhook_allow_private, settings.webhook_timeout_s),
+        metrics,
+        RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            backoff_s=settings.webhook_backoff_s,
+            backoff_max_s=settings.webhook_backoff_max_s,
+        ),
+        concurrency=settings.webhook_concurrency,
+        lease_s=settings.webhook_lease_s,
+    )
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     metrics = ApiMetrics()
@@ -103,10 +127,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.prompt_tokens = PromptTokens(queue.client)
         app.state.generations = Generations(settings, queue, events, metrics, app.state.prompt_tokens)
         app.state.access = AccessControl(keys, limiter, metrics)
+        dispatcher = _webhook_dispatcher(settings, listener, queue, metrics)
         await events.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
             await events.stop()
             await listener.aclose()
             await client.aclose()

@@ -1,4 +1,5 @@
-"""Named example requests for the OpenAPI page: one per knob that shapes the sampling noise."""
+"""Named example requests for the OpenAPI page: one per knob that shapes the sampling noise, and
+one with a webhook."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "unconditional": {
         "summary": "No class label: an unconditional sample (guidance off)",
         "value": {"steps": 30},
+    },
+    "webhook": {
+        "summary": "Signed POSTs to a receiver when the job starts and when it ends (see README, Webhooks)",
+        "value": {
+            "class_label": 7,
+            "webhook": "https://hooks.example.com/denoise",
+            "webhook_events": ["start", "completed"],
+        },
     },
 }
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.webhook_signing import secret_key
 from protocol.job_scripts import JOB_TTL_DESCRIPTION
 from protocol.resolution import Limits
 from protocol.schema import (
@@ -99,12 +100,43 @@ class ApiSettings(BaseSettings):
         description="paths served without an API key or rate limit (/docs and /openapi.json always are)",
     )
 
+    # -- webhooks (README "Webhooks")
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks signing secrets, whsec_ + the base64 of 24-64 random bytes, "
+        "comma-separated: each delivery carries one signature per secret (list the old one after "
+        "the new while receivers switch). Empty: webhooks are off and a request with one is a 422",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="webhooks may target loopback, private, link-local and other non-public "
+        "addresses (a receiver inside the cluster; tests). Off: such targets are a 422",
+    )
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=100, description="attempts of one delivery before it is dead-lettered"
+    )
+    webhook_backoff_s: float = Field(1.0, gt=0, description="delay before the first retry; it doubles")
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, description="the longest delay between attempts")
+    webhook_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="an attempt fails unless the receiver answers within this long"
+    )
+    webhook_progress_interval_s: float = Field(
+        5.0, ge=0, description="a job's webhook gets at most one progress event per this long"
+    )
+    webhook_concurrency: int = Field(32, ge=1, le=1000, description="delivery attempts at once per replica")
+    webhook_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="a delivery held this long by a replica that stopped is taken over by another; "
+        "more than twice webhook_timeout_s",
+    )
+
     # -- shutdown
     graceful_shutdown_s: int = Field(
         30, ge=0, description="on SIGTERM, in-flight requests get this long to finish"
     )
 
-    @field_validator("api_keys", "open_paths", mode="before")
+    @field_validator("api_keys", "open_paths", "webhook_secret", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return _list_from_env(value)
@@ -126,6 +158,26 @@ class ApiSettings(BaseSettings):
             if not path.startswith("/"):
                 raise ValueError(f"open path {path!r} must start with '/'")
         return paths
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secrets(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for secret in secrets:
+            secret_key(secret.get_secret_value())  # raises ValueError naming what is wrong
+        return secrets
+
+    @model_validator(mode="after")
+    def _check_webhook_lease(self) -> ApiSettings:
+        if self.webhook_lease_s <= 2 * self.webhook_timeout_s:
+            raise ValueError(
+                f"webhook_lease_s ({self.webhook_lease_s:g}) must be more than twice webhook_timeout_s "
+                f"({self.webhook_timeout_s:g}): a live replica's attempt must not be taken over"
+            )
+        return self
+
+    def webhook_keys(self) -> list[bytes]:
+        """The HMAC keys of ``webhook_secret`` (empty: webhooks are off)."""
+        return [secret_key(secret.get_secret_value()) for secret in self.webhook_secret]
 
     def limits(self) -> Limits:
         return Limits(

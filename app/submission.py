@@ -20,10 +20,13 @@ from app.job_queue import Idempotency, JobQueue
 from app.metrics import ApiMetrics
 from app.prompt_tokens import PromptTokens
 from app.settings import ApiSettings
-from protocol.resolution import resolve_request, resolve_timeout
-from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobRecord, ModelInfo
+from app.webhook_targets import TargetError, vetted_address
+from protocol.resolution import RequestFieldError, resolve_request, resolve_timeout
+from protocol.schema import TERMINAL_STATUSES, GenerationRequest, JobRecord, ModelInfo, WebhookSettings
+from protocol.webhooks import resolve_webhook
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+WEBHOOK_RESOLVE_TIMEOUT_S = 3.0  # a webhook host that does not resolve this fast is a 422
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -45,6 +48,27 @@ def request_fingerprint(body: GenerationRequest, timeout_s: float) -> str:
         ensure_ascii=True,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def resolve_webhook_target(body: GenerationRequest, settings: ApiSettings) -> WebhookSettings | None:
+    """The request's webhook settings, once its target is allowed (see ``app.webhook_targets``).
+
+    Raises:
+        RequestFieldError: webhooks are off here, or the host does not resolve or resolves to an
+            address webhooks may not reach (a 422 naming ``webhook``); nothing is enqueued.
+    """
+    webhook = resolve_webhook(body, settings.webhook_progress_interval_s)
+    if webhook is None:
+        return None
+    if not settings.webhook_secret:
+        raise RequestFieldError(
+            "webhook", "webhooks are off on this deployment: no signing secret (DENOISE_WEBHOOK_SECRET)"
+        )
+    try:
+        await vetted_address(webhook.url, settings.webhook_allow_private, WEBHOOK_RESOLVE_TIMEOUT_S)
+    except TargetError as error:
+        raise RequestFieldError("webhook", str(error)) from error
+    return webhook
 
 
 @dataclass(frozen=True)
@@ -111,11 +135,12 @@ class Generations:
         config = resolve_request(request, models, settings.default_model, settings.limits())
         await self.prompt_tokens.check(config, models[config.model])
         timeout_s = resolve_timeout(request.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
+        webhook = await resolve_webhook_target(request, settings)
         idempotency = None
         if idempotency_key is not None:
             idempotency = Idempotency(caller, idempotency_key, request_fingerprint(request, timeout_s))
         try:
-            submission = await self.queue.submit(config, timeout_s, idempotency)
+            submission = await self.queue.submit(config, timeout_s, idempotency, webhook)
         except TooManyRequests:
             self.metrics.rejected.labels("queue_full").inc()
             raise

@@ -14,7 +14,8 @@ server (``app``), the workers or torch::
   job's events); ``sse``: the Server-Sent Events decoder;
 - ``errors``: the ``DenoiseError`` hierarchy, built from the API's answers in one place;
 - ``images``: PNG bytes, PIL images and files from a job; ``grid``, ``compare``, ``progress``:
-  what the command draws.
+  what the command draws;
+- ``webhooks``: ``verify``, a receiver's check of a webhook delivery's signature (stdlib only).
 """
 
 from client.async_client import AsyncDenoiseClient, AsyncEventStream
@@ -38,6 +39,7 @@ from client.errors import (
 )
 from client.images import job_pil_images, job_png_bytes, output_paths, png_bytes, save_images, to_pil
 from client.sync_client import DenoiseClient, EventStream
+from client.webhooks import WebhookVerificationError, verify
 
 __all__ = [
     "AsyncDenoiseClient",
@@ -61,10 +63,12 @@ __all__ = [
     "Unauthorized",
     "ValidationError",
     "WaitTimeout",
+    "WebhookVerificationError",
     "job_pil_images",
     "job_png_bytes",
     "output_paths",
     "png_bytes",
     "save_images",
     "to_pil",
+    "verify",
 ]

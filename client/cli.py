@@ -38,6 +38,7 @@ from protocol.schema import (
     SamplerName,
     ScheduleName,
     VarianceType,
+    WebhookEventName,
 )
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -49,7 +50,7 @@ class KnobOption:
 
     flag: str
     field: str
-    kind: type
+    kind: Callable[[str], Any]  # a type, or a parser of the option's text
     choices: tuple[str, ...] | None = None
     short: str | None = None
     help: str | None = None
@@ -85,8 +86,16 @@ KNOB_OPTIONS = (
     KnobOption("--width", "width", int),
     KnobOption("--height", "height", int),
     KnobOption("--timeout", "timeout_s", float, help="the job's deadline in seconds after submission"),
+    KnobOption("--webhook", "webhook", str),
+    KnobOption(
+        "--webhook-events",
+        "webhook_events",
+        lambda text: _names(text, get_args(WebhookEventName)),
+        help=f"comma-separated: {', '.join(get_args(WebhookEventName))} (default: completed)",
+    ),
 )
-NOT_COMPARED = {"num_images"}  # a cell shows one image
+# a cell shows one image; a webhook is where events go, not a setting to compare
+NOT_COMPARED = {"num_images", "webhook", "webhook_events"}
 
 
 def _boolean(text: str) -> bool:
@@ -103,6 +112,15 @@ def _boolean(text: str) -> bool:
     if text.lower() not in value:
         raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
     return value[text.lower()]
+
+
+def _names(text: str, allowed: tuple[str, ...]) -> list[str]:
+    """``a,b`` as a list of names, each one of ``allowed``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in allowed:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(allowed)}")
+    return names
 
 
 def _value_list(option: KnobOption) -> Callable[[str], list[Any]]:

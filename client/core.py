@@ -37,6 +37,7 @@ from protocol.schema import (
     SamplerName,
     ScheduleName,
     VarianceType,
+    WebhookEventName,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -72,6 +73,8 @@ class Knobs(TypedDict, total=False):
     guidance_scale: float | None
     guidance_rescale: float | None
     timeout_s: float | None
+    webhook: str | None
+    webhook_events: list[WebhookEventName] | None
 
 
 def generation_body(request: GenerationRequest | None, knobs: Mapping[str, Any]) -> dict[str, Any]:

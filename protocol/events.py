@@ -13,6 +13,10 @@ replica can serve them and a reader that reconnects resumes after the last id it
 worker at its progress writes (step k of n, and every few steps a small preview PNG of the
 predicted x̂₀), and exactly one final event (``succeeded``, ``failed`` or ``cancelled``) when the
 job ends, carrying the same body as ``GET /v1/jobs/{id}``.
+
+Both sides append through ``append_event_call`` and the ``APPEND_EVENT`` script, which also
+writes a webhook delivery request when the job's webhook wants the event (``protocol.webhooks``):
+the worker's step loop makes no extra round trip for webhooks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from protocol.keys import JOB_EVENT_FIELD
+from protocol.keys import JOB_EVENT_FIELD, WEBHOOKS_STREAM, job_events_key, job_key, webhook_state_key
 from protocol.schema import JobError, JobView
 
 JobEventType = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -50,3 +54,22 @@ class JobEvent(BaseModel):
 def event_from_fields(fields: dict[str, str]) -> JobEvent:
     """The event of a job-events stream entry."""
     return JobEvent.model_validate_json(fields[JOB_EVENT_FIELD])
+
+
+def append_event_call(event: JobEvent, ttl_s: int) -> tuple[list[str], list[str | int]]:
+    """The keys and arguments of ``protocol.job_scripts.APPEND_EVENT`` for ``event``; ``ttl_s``
+    is the job record's (the events and the webhook state expire with it)."""
+    keys = [
+        job_events_key(event.job_id),
+        job_key(event.job_id),
+        WEBHOOKS_STREAM,
+        webhook_state_key(event.job_id),
+    ]
+    args: list[str | int] = [
+        event.model_dump_json(exclude_none=True),
+        ttl_s,
+        JOB_EVENTS_MAXLEN,
+        event.type,
+        repr(event.at),
+    ]
+    return keys, args

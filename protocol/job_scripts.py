@@ -15,7 +15,9 @@ it, through ``_LEAVE_QUEUE``. ZREM is idempotent, so a redelivered job cannot co
 from __future__ import annotations
 
 import json
+from typing import get_args
 
+from protocol.events import FINAL_EVENT_TYPES
 from protocol.keys import (
     ATTEMPTS_FIELD,
     CANCEL_REQUESTED,
@@ -26,11 +28,16 @@ from protocol.keys import (
     STARTED_AT_FIELD,
     STATUS_FIELD,
     STREAM_JOB_FIELD,
+    WEBHOOK_EVENT_ID_FIELD,
+    WEBHOOK_FIELD,
+    WEBHOOK_KIND_FIELD,
+    WEBHOOK_SENT_AT,
+    WEBHOOK_STARTED,
     WORKER_FIELD,
     CancelOutcome,
     SubmitOutcome,
 )
-from protocol.schema import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from protocol.schema import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, WebhookEventName, WebhookSettings
 
 
 def _lua_string(value: str) -> str:
@@ -164,10 +171,74 @@ return {_lua_string(CancelOutcome.ALREADY + ":")} .. status
 """
 
 
-# KEYS[1] a job's events stream. ARGV[1] the JobEvent JSON, ARGV[2] ttl seconds (the job record's),
-# ARGV[3] the most entries kept. Returns the entry id (the SSE event id).
+# the webhook event names, in the Literal's order (start, progress, completed)
+_START, _PROGRESS, _COMPLETED = (_lua_string(name) for name in get_args(WebhookEventName))
+_FINAL_EVENT = " or ".join(f"ARGV[4] == {_lua_string(kind)}" for kind in sorted(FINAL_EVENT_TYPES))
+_EVENTS = _lua_string("events")
+_INTERVAL = _lua_string("progress_interval_s")
+assert {"events", "progress_interval_s"} <= set(WebhookSettings.model_fields)
+# undelivered requests kept if no dispatcher runs (a dispatcher deletes those it has handled)
+WEBHOOKS_STREAM_MAXLEN = 100_000
+
+# KEYS[1] a job's events stream, KEYS[2] its job hash, KEYS[3] the webhooks stream, KEYS[4] the job's
+# webhook state hash (``protocol.events.append_event_call``). ARGV[1] the JobEvent JSON, ARGV[2] ttl
+# seconds (the job record's), ARGV[3] the most entries kept, ARGV[4] the event's type, ARGV[5] its
+# time (epoch s). Returns the entry id (the SSE event id).
+# When the job has a webhook that wants the event (its first running event is a start, a later one
+# a progress, at most one per progress_interval_s counted from the last start or progress, a final
+# one a completed), a delivery request goes to the webhooks stream in the same atomic step, so the
+# request exists exactly when the event does.
 APPEND_EVENT = f"""
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', {_lua_string(JOB_EVENT_FIELD)}, ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+local running = ARGV[4] == {_lua_string(RUNNING)}
+if not running and not ({_FINAL_EVENT}) then
+  return id
+end
+local raw = redis.call('HGET', KEYS[2], {_lua_string(WEBHOOK_FIELD)})
+local decoded, webhook = pcall(cjson.decode, raw or '')
+if not decoded or type(webhook) ~= 'table' or type(webhook[{_EVENTS}]) ~= 'table' then
+  return id
+end
+local kind = {_COMPLETED}
+if running then
+  kind = {_PROGRESS}
+  if redis.call('HSETNX', KEYS[4], {_lua_string(WEBHOOK_STARTED)}, '1') == 1 then
+    kind = {_START}
+  end
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]))
+end
+local wanted = false
+for _, name in ipairs(webhook[{_EVENTS}]) do
+  if name == kind then wanted = true end
+end
+if not wanted then
+  return id
+end
+if kind == {_PROGRESS} then
+  local sent_at = tonumber(redis.call('HGET', KEYS[4], {_lua_string(WEBHOOK_SENT_AT)}) or '')
+  if sent_at and tonumber(ARGV[5]) - sent_at < (tonumber(webhook[{_INTERVAL}]) or 0) then
+    return id
+  end
+end
+if running then
+  redis.call('HSET', KEYS[4], {_lua_string(WEBHOOK_SENT_AT)}, ARGV[5])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', {WEBHOOKS_STREAM_MAXLEN}, '*',
+           {_lua_string(WEBHOOK_KIND_FIELD)}, kind, {_lua_string(WEBHOOK_EVENT_ID_FIELD)}, id,
+           {_lua_string(JOB_EVENT_FIELD)}, ARGV[1], {_lua_string(WEBHOOK_FIELD)}, raw)
 return id
+"""
+
+
+# KEYS[1] the webhook retry schedule (``protocol.keys.WEBHOOK_RETRIES_KEY``). ARGV[1] now (epoch s),
+# ARGV[2] the end of the claim's lease (epoch s), ARGV[3] the most members to claim.
+# Returns the members due by now, each re-scored to the lease's end: the claiming replica removes
+# or reschedules it after its attempt, and if that replica dies, the member is due again then.
+CLAIM_DUE_WEBHOOKS = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+end
+return due
 """

@@ -31,8 +31,24 @@ PROGRESS_FIELD = "progress"
 RESULT_FIELD = "result"
 ERROR_FIELD = "error"
 CANCEL_REQUESTED_FIELD = "cancel_requested"
+WEBHOOK_FIELD = "webhook"  # JSON: the job's WebhookSettings, or null
 QUEUED_SET_FIELD = "queued_set"  # JSON string: the job's queued_jobs_key
 CANCEL_REQUESTED = json.dumps(True)  # the value of CANCEL_REQUESTED_FIELD once a client cancelled
+
+
+# ------------------------------------------------------------------------------ webhooks
+WEBHOOKS_STREAM = f"{KEY_PREFIX}:webhooks"  # stream of delivery requests (see WEBHOOK_ENTRY_FIELDS)
+WEBHOOK_SENDERS_GROUP = "webhook-senders"  # its consumer group: the API replicas' dispatchers
+WEBHOOK_RETRIES_KEY = f"{KEY_PREFIX}:webhook-retries"  # sorted set: WebhookDelivery JSON, score: due
+WEBHOOK_DEAD_LETTERS_KEY = f"{KEY_PREFIX}:webhooks:dead"  # stream of deliveries that were given up
+# An entry of WEBHOOKS_STREAM (written by APPEND_EVENT, beside the job's event) has four fields:
+WEBHOOK_KIND_FIELD = "kind"  # start, progress or completed (a WebhookEventName)
+WEBHOOK_EVENT_ID_FIELD = "event_id"  # the event's entry id in the job's events stream
+# ... JOB_EVENT_FIELD (the JobEvent JSON) and WEBHOOK_FIELD (the job's WebhookSettings JSON).
+WEBHOOK_ENTRY_FIELDS = (WEBHOOK_KIND_FIELD, WEBHOOK_EVENT_ID_FIELD, JOB_EVENT_FIELD, WEBHOOK_FIELD)
+# The fields of a job's webhook state hash (``webhook_state_key``), which APPEND_EVENT alone uses.
+WEBHOOK_STARTED = "started"  # set once the job's first running event was seen
+WEBHOOK_SENT_AT = "sent_at"  # epoch s of the last start or progress delivery request (the throttle)
 
 
 # ---------------------------------------------------------- what the job scripts answer
@@ -108,3 +124,10 @@ def job_events_key(job_id: str) -> str:
     """Stream of a job's ``JobEvent``s (one field, ``EVENT_FIELD``), capped in length and expiring
     with the job's record; its entry ids are the SSE event ids."""
     return f"{KEY_PREFIX}:job-events:{job_id}"
+
+
+def webhook_state_key(job_id: str) -> str:
+    """Hash of what APPEND_EVENT remembers of a job with a webhook (``WEBHOOK_STARTED``,
+    ``WEBHOOK_SENT_AT``): a second start (a job taken over) is a progress, and progress requests
+    are at most one per the webhook's ``progress_interval_s``. Expires with the job's record."""
+    return f"{KEY_PREFIX}:webhook-state:{job_id}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from protocol.keys import JOB_ID_PATTERN
 
@@ -27,6 +27,8 @@ CANCELLED: JobStatus = "cancelled"
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({SUCCEEDED, FAILED, CANCELLED})
 Conditioning = Literal["none", "class_label", "prompt"]
 ModelFamily = Literal["pixel_unet", "gaussian_mixture", "latent_text_unet", "latent_class_transformer"]
+WebhookEventName = Literal["start", "progress", "completed"]
+DEFAULT_WEBHOOK_EVENTS: tuple[WebhookEventName, ...] = ("completed",)
 
 MAX_SEED = 2**63 - 1
 ABSOLUTE_MAX_STEPS = 1000
@@ -35,6 +37,11 @@ ABSOLUTE_MAX_GUIDANCE = 30.0
 ABSOLUTE_MAX_TIMEOUT_S = 86_400.0
 ABSOLUTE_MAX_SIZE = 2048  # pixels per side
 MAX_PROMPT_CHARS = 2000
+MAX_WEBHOOK_URL_CHARS = 2000
+WebhookUrl = Annotated[
+    AnyUrl,
+    UrlConstraints(max_length=MAX_WEBHOOK_URL_CHARS, allowed_schemes=["http", "https"], host_required=True),
+]
 
 
 class ModelInfo(BaseModel):
@@ -128,6 +135,27 @@ class GenerationRequest(BaseModel):
         description="the job fails with DeadlineExceeded unless finished this many seconds after "
         "submission (default and cap: the deployment's settings)",
     )
+    webhook: WebhookUrl | None = Field(
+        None,
+        description="an http(s) URL that receives the job's events as signed POSTs (Standard Webhooks); "
+        "its host must resolve to public addresses unless the deployment allows private ones",
+    )
+    webhook_events: list[WebhookEventName] | None = Field(
+        None,
+        min_length=1,
+        max_length=3,
+        description="which events the webhook receives: start, progress (at most one per the "
+        'deployment\'s interval), completed (succeeded, failed or cancelled); default ["completed"]',
+    )
+
+
+class WebhookSettings(BaseModel):
+    """Where and what a job's webhook receives: kept on its record, never in its config (a webhook
+    changes no image)."""
+
+    url: str
+    events: list[WebhookEventName] = Field(min_length=1)
+    progress_interval_s: float = Field(ge=0, description="at most one progress delivery per this long")
 
 
 class ResolvedConfig(BaseModel):
@@ -215,6 +243,7 @@ class JobRecord(BaseModel):
     worker: str | None = None
     cancel_requested: bool = False
     deadline_at: float | None = Field(None, description="epoch seconds; past it the job is failed, not run")
+    webhook: WebhookSettings | None = None
 
 
 class JobView(BaseModel):

@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from protocol import job_scripts
-from protocol.events import JOB_EVENTS_MAXLEN, JobEvent
+from protocol.events import JobEvent, append_event_call
 from protocol.keys import (
     CANCEL_REQUESTED,
     CANCEL_REQUESTED_FIELD,
@@ -40,7 +40,6 @@ from protocol.keys import (
     STATUS_FIELD,
     STREAM_JOB_FIELD,
     dead_letter_stream_key,
-    job_events_key,
     job_key,
     jobs_stream_key,
     tokenizer_key,
@@ -218,11 +217,8 @@ class WorkerJobStore:
         self._append_event_to(self.client, event)
 
     def _append_event_to(self, client: Any, event: JobEvent) -> None:
-        self._append_event(
-            keys=[job_events_key(event.job_id)],
-            args=[event.model_dump_json(exclude_none=True), self.job_ttl_s, JOB_EVENTS_MAXLEN],
-            client=client,
-        )
+        keys, args = append_event_call(event, self.job_ttl_s)
+        self._append_event(keys=keys, args=args, client=client)
 
     def _finish_with(self, job_id: str, values: dict[str, object]) -> bool:
         args: list[str] = [str(self.job_ttl_s)]

@@ -31,6 +31,7 @@ def _job_response(view: JobView, status_code: int, replayed: bool) -> JSONRespon
         413: {"description": "The request body is larger than this deployment's limit"},
         422: {
             "description": "A field is out of range, unknown, or not honoured by the chosen sampler; "
+            "the webhook's host resolves to a private or otherwise forbidden address; "
             "or the Idempotency-Key is malformed or was used with a different request"
         },
         429: {

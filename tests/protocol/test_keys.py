@@ -14,10 +14,11 @@ SCRIPTS_SOURCE = Path(job_scripts.__file__).read_text()
 
 
 def test_every_hash_field_constant_is_a_job_record_field() -> None:
-    fields = {
-        value for name, value in vars(keys).items() if name.endswith("_FIELD") and name != "STREAM_JOB_FIELD"
-    }
-    assert fields - {keys.QUEUED_SET_FIELD} <= set(JobRecord.model_fields)
+    # the fields of stream entries (a job stream's, a job-events stream's, the webhooks stream's)
+    entry_fields = {keys.STREAM_JOB_FIELD, keys.JOB_EVENT_FIELD, *keys.WEBHOOK_ENTRY_FIELDS}
+    fields = {value for name, value in vars(keys).items() if name.endswith("_FIELD")}
+    assert fields - entry_fields - {keys.QUEUED_SET_FIELD} <= set(JobRecord.model_fields)
+    assert keys.WEBHOOK_FIELD in JobRecord.model_fields  # the webhook entry copies the record's field
 
 
 def test_the_scripts_spell_no_status_or_field_name_themselves() -> None:
