@@ -108,3 +108,20 @@ def test_clients_that_disconnect_leave_nothing_behind(
 
 def test_an_unknown_job_has_no_events(client: httpx.Client) -> None:
     assert client.get(f"/v1/jobs/{'0' * 32}/events").status_code == 404
+
+
+def test_a_post_that_accepts_event_streams_streams_its_job(client: httpx.Client, api_url: str) -> None:
+    frames: list[str] = []
+    body = {**SLOW_JOB, "steps": 30, "seed": 14}
+    headers = {"Accept": "text/event-stream"}
+    with httpx.stream(
+        "POST", f"{api_url}/v1/generations", json=body, headers=headers, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        job_id = response.headers["location"].rsplit("/", 1)[-1]
+        frames = [
+            line.removeprefix("event:").strip() for line in response.iter_lines() if line.startswith("event:")
+        ]
+    assert frames[0] == "queued" and frames[-1] == "succeeded" and "running" in frames
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
