@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path
@@ -53,13 +54,18 @@ async def job_events(
     events: EventsDep,
     last_event_id: Annotated[
         str | None,
-        Header(alias="Last-Event-ID", pattern=ENTRY_ID_PATTERN, description="resume after this event"),
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="resume after this event; an id this stream never sent replays it from the start",
+        ),
     ] = None,
 ) -> StreamingResponse:
     """Follow a job live: its events as Server-Sent Events, from any API replica."""
     if await queue.get(job_id) is None:
         raise JobNotFound(f"job {job_id} not found (finished jobs expire)")
-    stream = job_event_stream(events.client, queue, job_id, last_event_id)
+    resume = last_event_id if last_event_id and re.fullmatch(ENTRY_ID_PATTERN, last_event_id) else None
+    stream = job_event_stream(events.client, queue, job_id, resume)
     return StreamingResponse(
         stream, media_type=SSE_MEDIA_TYPE, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
