@@ -54,7 +54,9 @@ def build_vae(scaling_factor: float = 1.0) -> AutoencoderKL:
     return AutoencoderKL(**{**vae_config(), "scaling_factor": scaling_factor})
 
 
-def text_encoder_config(vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int) -> CLIPTextConfig:
+def text_encoder_config(
+    vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int
+) -> CLIPTextConfig:
     """A two-layer CLIP text transformer (SD 1.5's is 12 layers of width 768)."""
     return CLIPTextConfig(
         vocab_size=vocab_size,
@@ -72,7 +74,9 @@ def text_encoder_config(vocab_size: int, bos_token_id: int, eos_token_id: int, p
     )
 
 
-def build_text_encoder(vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int) -> CLIPTextModel:
+def build_text_encoder(
+    vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int
+) -> CLIPTextModel:
     return CLIPTextModel(text_encoder_config(vocab_size, bos_token_id, eos_token_id, pad_token_id))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 from tokenizers.pre_tokenizers import ByteLevel
@@ -47,7 +48,7 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
     split = [_symbols(w) for w in words]
     merges: list[tuple[str, str]] = []
     while True:
-        pairs = Counter(pair for symbols in split for pair in zip(symbols, symbols[1:], strict=False))
+        pairs = Counter(pair for symbols in split for pair in pairwise(symbols))
         if not pairs:
             return merges
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))

@@ -56,7 +56,8 @@ def crop_to_digit(images: np.ndarray) -> np.ndarray:
 
 
 def vae_loss(vae: AutoencoderKL, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (total loss, L1 reconstruction error): mean |x − D(z)| + w · KL(q(z|x) ‖ N(0, I)) per element."""
+    """Returns (loss, L1 reconstruction error); loss = mean |x − D(z)| + w · KL(q(z|x) ‖ N(0, I)) per
+    latent element, z ~ q(z|x)."""
     posterior = vae.encode(x).latent_dist
     z = posterior.sample()
     x_hat = vae.decode(z).sample
