@@ -84,7 +84,7 @@ def _running_worker(
             process.wait(timeout=60)
 
 
-SESSION_MODELS = ["mnist-unet", "mnist-gauss"]
+SESSION_MODELS = ["mnist-unet", "mnist-gauss", "mnist-text"]
 
 
 @pytest.fixture(scope="session")

@@ -182,7 +182,7 @@ BAD_REQUESTS = [
     ({"class_label": 1, "variance_bound": 0.1}, "variance_bound", "no effect"),
     ({"class_label": 1, "eta": 1.5}, "eta", "less than or equal to 1"),
     ({"class_label": 1, "guidance_scale": 25}, "guidance_scale", "between 0 and 20"),
-    ({"model": "../../etc/passwd"}, "model", "available: mnist-gauss, mnist-unet"),
+    ({"model": "../../etc/passwd"}, "model", "available: mnist-gauss, mnist-text, mnist-unet"),
     ({"prompt": "a seven"}, "prompt", "takes no prompt"),
     ({"seed": -1}, "seed", "greater than or equal to 0"),
     ({"timeout_s": 7200}, "timeout_s", "between 0.001 and 3600"),
@@ -220,8 +220,8 @@ def test_unknown_and_malformed_job_ids(client: httpx.Client) -> None:
 
 def test_models_and_samplers_describe_what_can_be_asked(client: httpx.Client) -> None:
     models = client.get("/v1/models").json()
-    assert [m["name"] for m in models] == ["mnist-gauss", "mnist-unet"]  # the session worker's two
-    model = models[1]
+    assert [m["name"] for m in models] == ["mnist-gauss", "mnist-text", "mnist-unet"]  # the session worker's
+    model = models[2]
     assert model["conditioning"] == "class_label" and model["num_classes"] == 10
     assert model["training_noise_schedule"] == "squaredcos_cap_v2"
     samplers = {s["name"]: s for s in client.get("/v1/samplers").json()}
@@ -241,7 +241,11 @@ def test_openapi_documents_every_knob(client: httpx.Client) -> None:
 def test_health_and_readiness(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["workers"][0]["models"] == ["mnist-unet", "mnist-gauss"]
+    assert ready.status_code == 200 and ready.json()["workers"][0]["models"] == [
+        "mnist-unet",
+        "mnist-gauss",
+        "mnist-text",
+    ]
 
 
 def test_both_processes_export_prometheus_histograms(

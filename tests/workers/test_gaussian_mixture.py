@@ -353,7 +353,7 @@ def test_api_round_trip_with_a_second_worker(
         if "mnist-gauss" in names:
             break
         time.sleep(0.2)
-    assert names == ["mnist-gauss", "mnist-unet"]
+    assert names == ["mnist-gauss", "mnist-text", "mnist-unet"]
     response = client.post(
         "/v1/generations", json={"model": "mnist-gauss", "class_label": 3, "steps": 20, "seed": 1}
     )
