@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.metrics import ApiMetrics, install_metrics_middleware
+from app.playground import install_playground
 from app.prompt_tokens import PromptTokens
 from app.routes import catalog, generations, health, jobs, openai_images
 from app.settings import ApiSettings
@@ -159,6 +160,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (generations, openai_images, jobs, catalog, health):
         _include(app, module.router, settings)
     install_docs(app)
+    install_playground(app, settings.default_model)
     return app
 
 

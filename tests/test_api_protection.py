@@ -297,9 +297,10 @@ def test_api_keys_guard_every_route_but_the_open_ones(keyed: ApiProcess) -> None
         assert http.get("/v1/models", headers={"X-API-Key": KEY_B}).status_code == 200
         made = http.post("/v1/generations", json=TINY, headers={"X-API-Key": KEY_B})
         assert made.status_code == 200 and made.json()["status"] == "succeeded"
-        for path in ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
+        for path in ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/"):
             assert http.get(path).status_code == 200, path
         assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+        assert http.get("/playground/playground.js").status_code == 200  # the page asks for the key
         assert metric(http.get("/metrics").text, "denoise_api_rejected_total", reason="unauthorized") >= 24
 
         # OpenAI's SDK sends its api_key as `Authorization: Bearer`; refusals come in OpenAI's shape
