@@ -47,7 +47,7 @@ def test_an_unknown_model_fails_at_start_listing_the_known_ones(monkeypatch: pyt
     monkeypatch.setenv("DENOISE_MODELS", "mnist-unet,mnist-nope")
     with pytest.raises(ValidationError, match="unknown model 'mnist-nope'") as raised:
         WorkerSettings()
-    assert "known: mnist-gauss, mnist-unet, " in str(raised.value)
+    assert "known: mnist-gauss, mnist-text, mnist-unet, " in str(raised.value)
 
 
 def test_a_registry_file_adds_servable_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
