@@ -11,7 +11,9 @@ from workers.models.registry import load_registry
 from workers.sampling.engine import generate
 
 ENTRIES = load_registry()
-DIGIT_CLASS_MODELS = sorted(name for name in ENTRIES if name != "mnist-text")
+DIGIT_CLASS_MODELS = sorted(
+    name for name in ENTRIES if name not in ("mnist-text", "mnist-unet-unconditional")
+)
 
 
 def test_the_registry_holds_the_default_the_reference_the_text_model_and_the_variants() -> None:
@@ -51,6 +53,25 @@ def test_the_text_model_loads_as_a_stable_diffusion_layout_pipeline() -> None:
     )
     image = generate(model, config)[0].image
     assert image is not None and image.shape == (1, 1, 32, 32) and torch.isfinite(image).all()
+
+
+def test_the_unconditional_folder_is_the_null_class_branch_of_mnist_unet() -> None:
+    conditional = load_model(ENTRIES["mnist-unet"], torch.device("cpu"), torch.float32)
+    unconditional = load_model(ENTRIES["mnist-unet-unconditional"], torch.device("cpu"), torch.float32)
+    info = unconditional.info
+    assert (info.family, info.conditioning, info.image_size, info.supports_guidance) == (
+        "pixel_unet",
+        "none",
+        28,
+        False,
+    )
+    for sampler, noise in (("ddim", {}), ("ddpm", {"deterministic": False, "eta": None})):
+        knobs: dict[str, object] = {"class_label": None, "steps": 8, "sampler": sampler, "seed": 5, **noise}
+        a = generate(conditional, resolved_config(**knobs))
+        b = generate(unconditional, resolved_config(model="mnist-unet-unconditional", **knobs))
+        assert a[0].image is not None and b[0].image is not None
+        # the same function; the bias is added in another order, so equal to float round-off
+        assert float((a[0].image - b[0].image).abs().max()) < 1e-3
 
 
 def test_variants_record_their_training_objective() -> None:
