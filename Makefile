@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-tools run test reliability test-slow lint format bench eval eval-quick train fit-gauss clean
+.PHONY: venv system-tools run test reliability soak test-slow lint format bench eval eval-quick train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(STAMP) system-tools  ## the default (fast) test run
 
 reliability: $(STAMP)  ## fault injection: kill -9, poison jobs, SIGTERM, Redis restart, bursts, schemathesis
 	$(PY) -m pytest -m reliability -s
+
+soak: $(STAMP)  ## mixed load with worker kills and Redis restarts, an hour (MINUTES=3 for a short one); writes bench/results/soak.json
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),60)
 
 test-slow: $(STAMP)  ## model-quality evaluation and other long tests
 	$(PY) -m pytest -m slow

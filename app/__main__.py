@@ -7,6 +7,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from app.http_protocol import header_timeout_protocol
 from app.main import create_app, release_waiters
 from app.settings import ApiSettings
 
@@ -34,6 +35,9 @@ def main() -> None:
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
     )
     GracefulServer(config, app).run()
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -192,6 +192,42 @@ def openai_validation_error(error: RequestValidationError) -> JSONResponse:
     return openai_error(400, message, param, code)
 
 
+MAX_ECHO_DEPTH = 8  # deeper parts of an echoed input are elided
+MAX_ECHO_CHARS = 1000  # longer echoed strings are cut
+
+
+def json_safe(value: object, depth: int = 0) -> object:
+    """``value`` as plain JSON that always encodes: what a validation error echoes is the client's
+    input, which may be ``NaN``, ``1e309`` (infinity), bytes that are not UTF-8 (a body sent as
+    ``text/plain``) or nested deeper than an encoder recurses. Non-finite numbers become the strings
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; bytes are decoded with replacement characters;
+    parts deeper than ``MAX_ECHO_DEPTH`` become ``"..."``; anything else unknown its ``str``."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "..."
+    if depth >= MAX_ECHO_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        return {str(json_safe(key, depth + 1)): json_safe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item, depth + 1) for item in value]
+    return json_safe(str(value), depth + 1)
+
+
+def validation_error_response(error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 body (``{"detail": [{"type", "loc", "msg", "input", "ctx"}]}``), made safe to
+    encode whatever the client sent (``json_safe``); FastAPI's own handler answers a 500 for a
+    ``NaN`` it echoes."""
+    return JSONResponse({"detail": json_safe(list(error.errors()))}, status_code=422)
+
+
 def _message(detail: str | list[dict[str, object]]) -> str:
     if isinstance(detail, str):
         return detail
@@ -238,7 +274,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, error: RequestValidationError) -> Response:
         if speaks_openai(request.scope):
             return openai_validation_error(error)
-        return await request_validation_exception_handler(request, error)
+        return validation_error_response(error)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> Response:

@@ -18,6 +18,7 @@ from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
+from app.json_body import StrictJsonBody
 from app.metrics import ApiMetrics, install_metrics_middleware
 from app.playground import install_playground
 from app.prompt_tokens import PromptTokens
@@ -150,11 +151,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    # inside the metrics middleware, so that a 413 is counted like any other answer
+    # the strict JSON check reads the body that the size limit has bounded; both inside the metrics
+    # middleware, so that a 413 is counted like any other answer
+    app.add_middleware(StrictJsonBody)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        on_reject=metrics.rejected.labels("body_too_large").inc,
+        timeout_s=settings.body_timeout_s,
+        drain_bytes=settings.refused_body_drain_bytes,
+        on_reject=lambda reason: metrics.rejected.labels(reason).inc(),
     )
     install_metrics_middleware(app, metrics)
     for module in (generations, openai_images, jobs, catalog, health):

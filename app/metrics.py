@@ -52,7 +52,7 @@ class ApiMetrics:
         self.rejected = Counter(
             "denoise_api_rejected_total",
             "Requests refused before enqueueing, by reason: queue_full, rate_limited, unauthorized, "
-            "body_too_large, no_worker (no live worker serves the model)",
+            "body_too_large, body_timeout, no_worker (no live worker serves the model)",
             ["reason"],
             registry=r,
         )

@@ -48,6 +48,8 @@ class OpenAIImageFields(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # as GenerationRequest: booleans and numeric strings are not numbers
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"prompt": "7", "n": 2, "size": "28x28", "steps": 20, "seed": 1}]},
     )
 

@@ -82,6 +82,30 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="larger request bodies are a 413 before they are parsed"
     )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="a request body must arrive whole within this long of the first read, else 408 and "
+        "the connection is closed; also bounds the reading of a refused (413) body's rest",
+    )
+    refused_body_drain_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="the rest of a refused (413) body is read and dropped up to this many bytes, so a "
+        "client that writes its whole body before reading gets the 413 instead of a reset",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive whole within this long, else the "
+        "connection is closed (slowloris)",
+    )
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this (s)")
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open connections (and requests in progress) beyond which a request is answered 503",
+    )
     idempotency_ttl_s: int = Field(
         86_400, ge=1, description="how long an Idempotency-Key returns the job it created"
     )

@@ -82,8 +82,12 @@ class ModelInfo(BaseModel):
 class GenerationRequest(BaseModel):
     """A sampling request. Every field is optional; absent ones take the model's defaults."""
 
+    # strict: a boolean is never a number and a numeric string is not a number (``true`` is not
+    # class 1, ``"50"`` is not 50 steps); non-finite numbers are refused by name, never compared
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"class_label": 7, "steps": 50, "sampler": "ddim", "seed": 1}]},
     )
 

@@ -11,10 +11,17 @@ from app.body_limit import BodySizeLimit
 LIMIT = 1024
 
 
-def run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, bytes | None, int]:
-    """(status sent, body the app saw or None if it was never called, chunks read)."""
+def run(
+    headers: list[tuple[bytes, bytes]], chunks: list[bytes], drain_bytes: int = 16 * 1024 * 1024
+) -> tuple[int, bytes | None, int]:
+    """(status sent, body the app saw or None if it was never called, chunks read before the answer).
+
+    A refused body's rest is read after the answer (up to ``drain_bytes``), and only then is the
+    answer completed.
+    """
     seen: list[bytes] = []
     reads = 0
+    reads_at_answer: int | None = None
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -31,15 +38,25 @@ def run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, b
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
+        nonlocal reads_at_answer
+        if message["type"] == "http.response.start":
+            reads_at_answer = reads
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/generations", "headers": headers}
     rejected: list[int] = []
-    middleware = BodySizeLimit(app, LIMIT, on_reject=lambda: rejected.append(1))
+    middleware = BodySizeLimit(
+        app, LIMIT, drain_bytes=drain_bytes, on_reject=lambda reason: rejected.append(reason)
+    )
     asyncio.run(middleware(scope, receive, send))
     status = sent[0]["status"]
-    assert (status == 413) == bool(rejected)
-    return status, (seen[0] if seen else None), reads
+    assert (status == 413) == (rejected == ["body_too_large"])
+    assert sent[-1].get("more_body", False) is False  # the answer is completed
+    if status == 413:  # the rest was drained, up to the bound
+        drained = sum(len(chunk) for chunk in chunks[reads_at_answer or 0 : reads])
+        assert reads == len(chunks) or drained > drain_bytes
+    assert reads_at_answer is not None
+    return status, (seen[0] if seen else None), reads_at_answer
 
 
 def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
@@ -50,6 +67,11 @@ def test_a_chunked_body_is_refused_once_its_count_passes_the_limit() -> None:
     chunks = [b"x" * 400] * 100  # 40 kB in chunks, no length declared
     status, seen, reads = run([(b"transfer-encoding", b"chunked")], chunks)
     assert (status, seen, reads) == (413, None, 3)  # 1,200 bytes read: refused at the third chunk
+
+
+def test_the_drain_of_a_refused_body_stops_at_its_bound() -> None:
+    chunks = [b"x" * 400] * 100
+    assert run([(b"content-length", b"40000")], chunks, drain_bytes=2000)[0] == 413
 
 
 def test_a_body_within_the_limit_reaches_the_app_whole() -> None:
