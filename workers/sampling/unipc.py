@@ -41,7 +41,7 @@ class TimestepListUniPCScheduler(UniPCMultistepScheduler):
         visited = np.asarray(timesteps, dtype=np.int64)
         if visited.ndim != 1 or len(visited) == 0 or np.any(np.diff(visited) >= 0):
             raise ValueError(f"timesteps must be distinct and descending; got {list(timesteps)}")
-        train_sigmas = np.array(((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5)
+        train_sigmas = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).double().numpy()
         if config.final_sigmas_type == "sigma_min":
             sigma_last = float(train_sigmas[0])
         elif config.final_sigmas_type == "zero":
