@@ -108,9 +108,10 @@ SAMPLERS: dict[str, SamplerInfo] = {
             prediction_types=("epsilon", "v_prediction"),  # diffusers' step has no x₀ branch
             scheduler_class="EulerAncestralDiscreteScheduler",
             noise="stochastic",
-            knobs=(),
+            knobs=("variance_bound", "variance_scale"),
             schedules=EVEN_SCHEDULES,
-            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up.",
+            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up; a bound or "
+            "scale on σ_up moves the step toward Euler's (σ_down² + σ_up² = σ² keeps the marginals).",
         ),
     )
 }

@@ -17,6 +17,7 @@ from protocol.samplers import SAMPLERS
 from protocol.schema import GenerationRequest, ModelInfo, ResolvedConfig, SamplerName
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
+from workers.sampling.euler_ancestral import VarianceControlledEulerAncestralScheduler
 from workers.sampling.registered_config import extends_config
 from workers.sampling.sampler_table import KNOB_CONFIG, SAMPLER_ENTRIES, SAMPLER_TABLE
 from workers.sampling.scheduler_factory import build_scheduler
@@ -56,6 +57,7 @@ KNOB_REQUESTS: dict[str, dict[str, Any]] = {
 NOISE_KNOBS: dict[str, dict[str, Any]] = {
     "ddim": {"eta": 0.7, "variance_scale": 0.5, "variance_bound": 0.2},
     "ddpm": {"variance_scale": 0.5, "variance_bound": 0.2, "variance_type": "fixed_large"},
+    "euler_a": {"variance_scale": 0.5, "variance_bound": 0.2},
 }
 
 
@@ -147,6 +149,11 @@ def test_scheduler_config_round_trips_through_json(sampler: SamplerName) -> None
             VarianceControlledDDPMScheduler,
             diffusers.DDPMScheduler,
             {"variance_scale", "variance_bound", "variance_form"},
+        ),
+        (
+            VarianceControlledEulerAncestralScheduler,
+            diffusers.EulerAncestralDiscreteScheduler,
+            {"variance_scale", "variance_bound"},
         ),
     ],
 )

@@ -8,7 +8,8 @@ as ``schedule: "optimized"``.
   sampler's output distribution, averaged over all classes (``workers.evaluation.exact_error``:
   the population value the sweep's estimator approaches, noise-free, a few ms per evaluation). It
   is minimised by integer pattern search (``schedule_search.pattern_search``) from the three best
-  hand-made schedules (Stable Diffusion's AYS table moved by σ among them). Every sampler here,
+  hand-made schedules (Stable Diffusion's AYS table moved by σ among them) and from the optima
+  already found for the other samplers at the same steps (the best search wins). Every sampler here,
   DDPM included (its injected noise is propagated exactly).
 - **Trained models**: GITS (Chen et al. 2024). A teacher (UniPC on ~130 grid timesteps, at the
   model's default guidance) records its trajectory from fixed latents; the N-step path through the
@@ -21,7 +22,8 @@ as ``schedule: "optimized"``.
 
 Writes ``optimized_schedules.json`` into the model's folder (``workers.models.optimized_schedules``;
 ``--no-write`` to skip), the model card's "Optimized schedules" section (between the markers
-below, appended if absent), and ``<out>/<model>.json`` and ``.md`` with every candidate's error.
+below, appended if absent), and ``<out>/<model>.json``, ``.md`` and ``_vs_nfe.png`` with every
+candidate's error.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from protocol.resolution import Limits, resolve_request
 from protocol.schema import GenerationRequest, ResolvedConfig, SamplerName, ScheduleName
 from workers.evaluation.exact_error import exact_error
 from workers.evaluation.noise_models import exact_mixture
+from workers.evaluation.schedule_plots import write_schedule_figure
 from workers.evaluation.schedule_search import dynamic_programming, pattern_search
 from workers.evaluation.teacher import Teacher, ddim_step_costs, teacher_error, teacher_trajectory
 from workers.models.loading import LoadedModel, load_model
@@ -48,7 +51,7 @@ from workers.sampling.scheduler_factory import build_scheduler
 from workers.sampling.schedules import AYS_TIMESTEPS
 
 DEFAULT_STEPS = (4, 5, 6, 8, 10, 15, 20)
-EXACT_SAMPLERS: tuple[SamplerName, ...] = ("ddim", "ddpm", "euler", "dpmpp_2m", "unipc")
+EXACT_SAMPLERS: tuple[SamplerName, ...] = ("ddim", "euler", "dpmpp_2m", "unipc", "ddpm")
 TEACHER_SAMPLERS: tuple[SamplerName, ...] = ("ddim", "euler", "dpmpp_2m", "unipc")
 HAND_MADE: tuple[ScheduleName, ...] = ("uniform", "linspace", "karras", "cosine", "quadratic")
 REFINED_UP_TO = 10  # NFE up to which the multistep solvers' schedules are refined on the teacher
@@ -88,7 +91,8 @@ def ays_by_sigma(steps: int, alphas_cumprod: np.ndarray) -> list[int]:
 
 # ------------------------------------------------------------------ exact-score models
 def optimize_exact(model: LoadedModel, samplers: list[SamplerName], steps_list: list[int]) -> dict:
-    """Pattern search on the closed-form FD* (all classes) from the three best hand-made schedules."""
+    """Pattern search on the closed-form FD* (all classes) from the best hand-made schedules and the
+    other samplers' optima (the best search wins)."""
     mixture = exact_mixture(model)
     classes = list(range(mixture.num_classes))
     alphas = mixture.alphas_cumprod.numpy()
@@ -110,9 +114,16 @@ def optimize_exact(model: LoadedModel, samplers: list[SamplerName], steps_list: 
             ays = ays_by_sigma(steps, alphas)
             hand_made["ays_sigma"] = {"timesteps": ays, "error": objective(ays)}
             ranked = sorted(hand_made, key=lambda name: hand_made[name]["error"])
-            searches = {
-                name: pattern_search(objective, hand_made[name]["timesteps"], 999) for name in ranked[:2]
-            }
+            starts = {name: hand_made[name]["timesteps"] for name in ranked[:3]}
+            # and the optima already found for the other samplers at these steps
+            starts.update(
+                {
+                    f"{other} optimized": found[steps]["timesteps"]
+                    for other, found in results.items()
+                    if steps in found
+                }
+            )
+            searches = {name: pattern_search(objective, timesteps, 999) for name, timesteps in starts.items()}
             start = min(searches, key=lambda name: searches[name].value)
             best = searches[start]
             results[sampler][steps] = {
@@ -152,8 +163,16 @@ def optimize_with_teacher(
             errors = {name: objective(timesteps) for name, timesteps in candidates.items()}
             record: dict[str, Any] = {"dp_cost": path_cost, "hand_made": errors, "gits": gits}
             if sampler in ("dpmpp_2m", "unipc") and steps <= REFINED_UP_TO:
-                start = min(errors, key=errors.__getitem__)
-                search = pattern_search(objective, candidates[start], 999, first_step=16, max_evaluations=30)
+                # the other multistep solver's refined list is a start too
+                others = {
+                    f"{other} optimized": found[steps]["timesteps"]
+                    for other, found in results.items()
+                    if other in ("dpmpp_2m", "unipc") and steps in found
+                }
+                starts = {**candidates, **others}
+                errors_all = {**errors, **{name: objective(t) for name, t in others.items()}}
+                start = min(errors_all, key=errors_all.__getitem__)
+                search = pattern_search(objective, starts[start], 999, first_step=16, max_evaluations=30)
                 record.update(timesteps=search.timesteps, error=search.value, start=start)
                 record["evaluations"] = search.evaluations
             else:
@@ -242,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     if exact:
         print(f"{args.model}: pattern search on the closed-form FD*", flush=True)
         document.update(
-            method="integer pattern search from the three best hand-made schedules",
+            method="integer pattern search from the three best hand-made schedules and the other "
+            "samplers' optima",
             objective="the closed-form FD* of the output distribution (guidance 1), mean over all 10 classes",
             objective_short="exact FD*",
             schedules=optimize_exact(model, samplers, args.steps),
@@ -267,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.model}.json").write_text(json.dumps(document, indent=1) + "\n")
     (args.out / f"{args.model}.md").write_text(markdown_table(document) + "\n")
+    write_schedule_figure(document, args.out / f"{args.model}_vs_nfe.png")
     print("\n" + markdown_table(document))
     if not args.no_write:
         folder = entry.folder()

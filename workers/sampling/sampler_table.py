@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from diffusers import (
     DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -25,6 +24,7 @@ from protocol.samplers import KnobName
 from protocol.schema import ResolvedConfig, SamplerName, ScheduleName
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
+from workers.sampling.euler_ancestral import VarianceControlledEulerAncestralScheduler
 from workers.sampling.schedules import DIFFUSERS_SPACING
 from workers.sampling.unipc import TimestepListUniPCScheduler
 
@@ -126,9 +126,9 @@ SAMPLER_ENTRIES: tuple[SamplerEntry, ...] = (
     ),
     SamplerEntry(
         name="euler_a",
-        scheduler_class=EulerAncestralDiscreteScheduler,
+        scheduler_class=VarianceControlledEulerAncestralScheduler,
         fixed={},
-        knobs=(),
+        knobs=("variance_bound", "variance_scale"),
         even_spacing="diffusers",
     ),
 )

@@ -1,7 +1,8 @@
-"""DDPM's variance control (``workers/sampling/ddpm.py``): unbounded steps are diffusers' own, the
-marginal form is the DDIM family, the posterior form is the literal clamp; on the exact model a
-tighter bound never makes the samples worse, and where DDPM injects more than the marginals need
-(``fixed_large``) it never makes them noisier."""
+"""Variance control on the samplers that inject noise (``workers/sampling/ddpm.py``,
+``euler_ancestral.py``): unbounded steps are diffusers' own; DDPM's marginal form is the DDIM
+family, its posterior form the literal clamp; Euler ancestral's bound moves it toward Euler. On the
+exact model a tighter bound never makes DDPM's samples worse, and where DDPM injects more than the
+marginals need (``fixed_large``) it never makes them noisier."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
 
 from workers.evaluation.exact_error import exact_error
 from workers.evaluation.noise_metrics import variance_ratios
@@ -24,6 +25,7 @@ from workers.evaluation.optimize_schedules import resolved
 from workers.models.loading import LoadedModel
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
+from workers.sampling.euler_ancestral import VarianceControlledEulerAncestralScheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = {
@@ -51,11 +53,14 @@ class PosteriorClampDDPM(DDPMScheduler):
 
 def run_chain(scheduler: Any, seed: int = 0) -> torch.Tensor:
     """A 10-step chain on fixed inputs (the model output is a fixed function of the sample)."""
-    scheduler.set_timesteps(timesteps=VISITED)
+    if isinstance(scheduler, EulerDiscreteScheduler | EulerAncestralDiscreteScheduler):
+        scheduler.set_timesteps(10)  # trailing (below): Euler ancestral takes no list
+    else:
+        scheduler.set_timesteps(timesteps=VISITED)
     generator = torch.Generator().manual_seed(seed)
-    sample = torch.randn(2, 1, 8, 8, generator=generator)
+    sample = torch.randn(2, 1, 8, 8, generator=generator) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
-        model_output = 0.5 * torch.tanh(sample) - 0.1
+        model_output = 0.5 * torch.tanh(scheduler.scale_model_input(sample, t)) - 0.1
         sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
     return sample
 
@@ -99,6 +104,35 @@ def test_a_zero_scale_gives_deterministic_ddim() -> None:
     ddpm = VarianceControlledDDPMScheduler.from_config(TRAINING, variance_scale=0.0)
     ddim = VarianceControlledDDIMScheduler.from_config(TRAINING, eta=0.0, set_alpha_to_one=True)
     torch.testing.assert_close(run_chain(ddpm), run_chain(ddim), rtol=1e-4, atol=1e-5)
+
+
+def test_an_unbound_euler_ancestral_step_is_diffusers_own_bit_for_bit() -> None:
+    ours = VarianceControlledEulerAncestralScheduler.from_config(
+        TRAINING, timestep_spacing="trailing", variance_bound=50.0
+    )
+    theirs = EulerAncestralDiscreteScheduler.from_config(TRAINING, timestep_spacing="trailing")
+    assert torch.equal(run_chain(ours), run_chain(theirs))
+
+
+@pytest.mark.parametrize("knobs", [{"variance_bound": 0.0}, {"variance_scale": 0.0}])
+def test_euler_ancestral_without_noise_is_euler(knobs: dict[str, float]) -> None:
+    quiet = VarianceControlledEulerAncestralScheduler.from_config(
+        TRAINING, timestep_spacing="trailing", **knobs
+    )
+    euler = EulerDiscreteScheduler.from_config(TRAINING, timestep_spacing="trailing")
+    torch.testing.assert_close(run_chain(quiet), run_chain(euler), rtol=1e-4, atol=1e-5)
+    assert max(quiet.injected_noise_std) == 0
+
+
+def test_euler_ancestrals_bound_caps_the_noise_in_x_t_units() -> None:
+    free = VarianceControlledEulerAncestralScheduler.from_config(TRAINING, timestep_spacing="trailing")
+    bounded = VarianceControlledEulerAncestralScheduler.from_config(
+        TRAINING, timestep_spacing="trailing", variance_bound=0.05
+    )
+    run_chain(free), run_chain(bounded)
+    assert max(free.injected_noise_std) > 0.05
+    for f, b in zip(free.injected_noise_std, bounded.injected_noise_std, strict=True):
+        assert b == pytest.approx(min(f, 0.05), rel=1e-5)
 
 
 def test_an_unknown_form_is_refused() -> None:
