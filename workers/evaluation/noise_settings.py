@@ -113,21 +113,33 @@ SCHEDULE_STEPS: dict[ModelKind, tuple[int, ...]] = {
 OLD_DEFAULT_STEPS = 50  # the default request before defaults were measured: 50 DDIM steps
 
 
-def _schedules(model: ModelKind, steps: tuple[int, ...], samplers: tuple[SamplerName, ...]) -> list[Setting]:
+def _schedules(
+    model: ModelKind,
+    steps: tuple[int, ...],
+    samplers: tuple[SamplerName, ...],
+    schedules: tuple[ScheduleName, ...] = ("uniform", "karras", "optimized"),
+) -> list[Setting]:
     """The optimized schedule against the hand-made ones (uniform, Karras) at each NFE."""
     return [
-        Setting(model, sampler, n, schedule=schedule, groups=("schedules",))
+        Setting(
+            model,
+            sampler,
+            n,
+            schedule=schedule,
+            eta=0.0 if sampler == "ddim" else None,
+            groups=("schedules",),
+        )
         for sampler in samplers
         for n in steps
-        for schedule in ("uniform", "karras", "optimized")
+        for schedule in schedules
     ]
 
 
 def _defaults(model: ModelKind) -> list[Setting]:
     """The model's default request, and the 50-step DDIM that was the default before."""
     return [
-        Setting(model, "ddim", 0, groups=("default",), model_default=True),
-        Setting(model, "ddim", OLD_DEFAULT_STEPS, groups=("default",)),
+        Setting(model, "ddim", 0, groups=("default",), model_default=True, grid=model == "trained"),
+        Setting(model, "ddim", OLD_DEFAULT_STEPS, eta=0.0, groups=("default",), grid=model == "trained"),
     ]
 
 
@@ -197,24 +209,26 @@ def _bounds(model: ModelKind, steps: int, bounds: tuple[float, ...], full: bool)
     """The variance bound on DDPM (marginal form; posterior form for contrast; fixed_large) and,
     on the exact model, on DDIM η = 1."""
     rows: list[Setting] = []
-    large = (None, 0.2, 0.1, 0.05, 0.02, 0.0) if full else (None, 0.1, 0.0)
+    large = (None, 0.2, 0.1, 0.05, 0.02, 0.0) if full and model == "exact" else (None, 0.1, 0.02, 0.0)
+    posterior = bounds if model == "exact" else (0.1, 0.0)  # the trained model's images cost
     for bound in bounds:
         rows.append(
             Setting(
                 model, "ddpm", steps, variance_type="fixed_small", variance_bound=bound, groups=("bound",)
             )
         )
-        rows.append(
-            Setting(
-                model,
-                "ddpm",
-                steps,
-                variance_type="fixed_small",
-                variance_bound=bound,
-                variance_form="posterior",
-                groups=("bound",),
+        if bound in posterior:
+            rows.append(
+                Setting(
+                    model,
+                    "ddpm",
+                    steps,
+                    variance_type="fixed_small",
+                    variance_bound=bound,
+                    variance_form="posterior",
+                    groups=("bound",),
+                )
             )
-        )
         if model == "exact":
             rows.append(Setting(model, "ddim", steps, eta=1.0, variance_bound=bound, groups=("bound",)))
     rows += [
@@ -248,7 +262,10 @@ def trained_settings(quick: bool) -> list[Setting]:
             Setting("trained", "unipc", 10, groups=("solver",)),
             Setting("trained", "ddim", 20, eta=0.0, guidance_scale=1.0, groups=("guidance",)),
             Setting("trained", "ddim", 20, eta=0.0, guidance_scale=3.0, groups=("guidance",)),
-            *_schedules("trained", SCHEDULE_STEPS["trained"], SCHEDULE_SAMPLERS),
+            # the images cost: every schedule for UniPC, fewer for the others
+            *_schedules("trained", SCHEDULE_STEPS["trained"], ("unipc",)),
+            *_schedules("trained", (5, 8, 10), ("dpmpp_2m",), ("uniform", "optimized")),
+            *_schedules("trained", (5, 10), ("ddim",), ("optimized",)),
             *_defaults("trained"),
         ]
         bounds = BOUNDS_FULL
@@ -259,7 +276,7 @@ def trained_settings(quick: bool) -> list[Setting]:
     if not quick:  # at 20 steps DDIM (the bound's end) is cleaner than DDPM on this model
         settings += [
             Setting("trained", "ddpm", 20, variance_bound=bound, groups=("bound",), **small)
-            for bound in (None, 0.1, 0.02, 0.0)
+            for bound in (None, 0.1, 0.0)
         ]
     return _mark_groups(_merge(settings), 10)
 
