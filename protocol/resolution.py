@@ -63,11 +63,13 @@ def _check_range(field: str, value: float, low: float, high: float, why: str = "
         raise RequestFieldError(field, f"{field} must be between {low:g} and {high:g}{why}; got {value:g}")
 
 
-def _default_schedule(model: ModelInfo, sampler: SamplerName, steps: int) -> ScheduleName:
-    """The model's default schedule where it exists for this sampler and these steps, else the
-    sampler's own default."""
+def _default_schedule(
+    model: ModelInfo, sampler: SamplerName, steps: int, default_sampler: bool
+) -> ScheduleName:
+    """The model's default schedule comes with its default sampler (a request that names a sampler
+    gets that sampler's default), where it exists for these steps; else the sampler's default."""
     preferred = model.default_schedule
-    if preferred is not None and preferred in SAMPLERS[sampler].schedules:
+    if default_sampler and preferred is not None and preferred in SAMPLERS[sampler].schedules:
         try:
             _check_model_schedule(model, sampler, preferred, steps)
         except RequestFieldError:
@@ -190,7 +192,7 @@ def resolve_request(
             f"sampler {sampler.name!r} cannot use a model that predicts {model.prediction_type}; "
             f"samplers that can: {', '.join(serving)}",
         )
-    schedule = request.schedule or _default_schedule(model, sampler.name, steps)
+    schedule = request.schedule or _default_schedule(model, sampler.name, steps, request.sampler is None)
     if schedule not in sampler.schedules:
         raise RequestFieldError(
             "schedule",

@@ -70,8 +70,9 @@ class ModelInfo(BaseModel):
     default_sampler: SamplerName = "ddim"
     default_schedule: ScheduleName | None = Field(
         None,
-        description="the schedule a request without one gets, where it exists for the request's sampler "
-        "and steps (an optimized schedule exists at its listed steps only); else the sampler's default",
+        description="the schedule of a request that names neither a schedule nor a sampler (it comes with "
+        "default_sampler), where it exists for the request's steps (an optimized schedule exists at its "
+        "listed steps only); every other request gets its sampler's default schedule",
     )
     optimized_schedules: dict[SamplerName, list[int]] = Field(
         default_factory=dict,

@@ -137,16 +137,18 @@ def test_an_optimized_schedule_is_served_at_its_steps_and_a_422_names_the_others
     assert info.value.field == "schedule" and "samplers with one: ddim, unipc" in info.value.message
 
 
-def test_the_default_schedule_applies_where_it_exists_else_the_samplers() -> None:
+def test_the_default_schedule_comes_with_the_default_sampler_where_it_exists() -> None:
     tuned = OPTIMIZED.model_copy(
         update={"default_sampler": "unipc", "default_steps": 8, "default_schedule": "optimized"}
     )
     assert resolve_on(tuned).schedule == "optimized"
     assert resolve_on(tuned, steps=10).schedule == "optimized"
     assert resolve_on(tuned, steps=50).schedule == "uniform"  # no table at 50 steps
-    assert resolve_on(tuned, sampler="ddpm").schedule == "uniform"  # no table for ddpm
-    assert resolve_on(tuned, sampler="euler_a").schedule == "uniform"  # takes no timestep list
     assert resolve_on(tuned, steps=8, schedule="karras").schedule == "karras"  # asked for
+    # a request that names a sampler gets that sampler's default, even the default sampler's
+    assert resolve_on(tuned, sampler="unipc", steps=8).schedule == "uniform"
+    assert resolve_on(tuned, sampler="ddim", steps=10).schedule == "uniform"
+    assert resolve_on(tuned, sampler="euler_a").schedule == "uniform"
 
 
 def test_ays_is_offered_for_stable_diffusions_noise_schedule_only() -> None:
