@@ -138,6 +138,13 @@ def optimize_exact(model: LoadedModel, samplers: list[SamplerName], steps_list: 
     return results
 
 
+def reference_error(model: LoadedModel) -> float:
+    """The closed-form FD* (all classes) of 1,000-step DDPM, the sweep's reference."""
+    mixture = exact_mixture(model)
+    config = resolved(model, sampler="ddpm", steps=1000, guidance_scale=1.0)
+    return exact_error(mixture, model.scheduler_config, config, list(range(mixture.num_classes))).fd
+
+
 # ------------------------------------------------------------------ trained models
 def optimize_with_teacher(
     model: LoadedModel, samplers: list[SamplerName], steps_list: list[int], teacher: Teacher
@@ -266,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
             objective="the closed-form FD* of the output distribution (guidance 1), mean over all 10 classes",
             objective_short="exact FD*",
             schedules=optimize_exact(model, samplers, args.steps),
+            references={"DDPM, 1000 steps": reference_error(model)},
         )
     else:
         print(f"{args.model}: teacher trajectory ({TEACHER_IMAGES_PER_CLASS} images per class)", flush=True)
