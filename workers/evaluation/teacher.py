@@ -139,13 +139,23 @@ def ddim_step_costs(teacher: Teacher) -> np.ndarray:
 
 @torch.inference_mode()
 def teacher_error(
-    model: LoadedModel, teacher: Teacher, request: GenerationRequest, timesteps: Sequence[int], images: int
+    model: LoadedModel,
+    teacher: Teacher,
+    request: GenerationRequest,
+    timesteps: Sequence[int] | None,
+    images: int,
+    first: int = 0,
 ) -> float:
-    """RMS per pixel between the sampler's images on ``timesteps`` and the teacher's, over the
-    teacher's first ``images`` images of each class (same latents)."""
-    per_class = min(images, teacher.per_class)
-    states = _states(model, request, timesteps, teacher.classes, per_class, teacher.seed)
+    """RMS per pixel between the sampler's images and the teacher's, over the teacher's images
+    ``first`` to ``first + images`` of each class (same latents). The sampler visits ``timesteps``,
+    or the schedule of ``request`` when None."""
+    per_class = min(images, teacher.per_class - first)
+    seed = teacher.seed + first  # image i of class c has seed ``seed + 1000 c + i``
+    if timesteps is None:
+        states = class_states(model, request, teacher.classes, per_class, seed)
+    else:
+        states = _states(model, request, timesteps, teacher.classes, per_class, seed)
     SamplingEngine(model, max_rows=rows_of(states)).run_to_completion(states)
     out = torch.cat([s.latent for s in states]).reshape(len(states), -1).double().cpu().numpy()
-    index = [c * teacher.per_class + i for c in range(len(teacher.classes)) for i in range(per_class)]
+    index = [c * teacher.per_class + first + i for c in range(len(teacher.classes)) for i in range(per_class)]
     return float(np.sqrt(np.mean((out - teacher.final[index]) ** 2)))
