@@ -7,8 +7,16 @@ from typing import Any
 
 GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "default": {
+        "summary": "A 7 with the model's measured defaults (sampler, steps, schedule), fixed seed",
+        "value": {"class_label": 7, "seed": 1},
+    },
+    "ddim_50": {
         "summary": "A 7, deterministic DDIM, 50 steps, fixed seed",
         "value": {"class_label": 7, "steps": 50, "sampler": "ddim", "seed": 1},
+    },
+    "optimized_schedule": {
+        "summary": "UniPC on the timesteps optimised for this model, 8 steps",
+        "value": {"class_label": 3, "sampler": "unipc", "steps": 8, "schedule": "optimized"},
     },
     "steps_and_schedule": {
         "summary": "Fewer steps, spent at low noise (quadratic schedule)",
@@ -27,8 +35,18 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         "value": {"class_label": 4, "sampler": "ddpm", "steps": 100, "variance_type": "fixed_large"},
     },
     "variance_bound": {
-        "summary": "DDPM with the injected σ_t clamped at 0.05",
+        "summary": "DDPM with the injected σ_t clamped at 0.05 (the step stays in the DDIM family)",
         "value": {"class_label": 4, "sampler": "ddpm", "steps": 100, "variance_bound": 0.05},
+    },
+    "variance_form": {
+        "summary": "DDPM's literal posterior-mean clamp, for study (it loses variance)",
+        "value": {
+            "class_label": 4,
+            "sampler": "ddpm",
+            "steps": 100,
+            "variance_bound": 0.05,
+            "variance_form": "posterior",
+        },
     },
     "variance_scale": {
         "summary": "Stochastic DDIM with the injected σ_t annealed to 60%",
@@ -36,7 +54,7 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "clip_sample": {
         "summary": "x0 clipped to [-1, 1] at every step",
-        "value": {"class_label": 8, "clip_sample": True},
+        "value": {"class_label": 8, "sampler": "ddim", "clip_sample": True},
     },
     "dynamic_thresholding": {
         "summary": "Imagen's dynamic thresholding of x0 (99.5th percentile)",

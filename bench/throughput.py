@@ -1,7 +1,11 @@
 """The service against its floors and against the common peer design, in one run.
 
-All settings run the bundled model's default request (50 deterministic DDIM steps at the
-model's default guidance, one image) with the same torch thread count. All servers are up
+All settings run the bundled model's former default request (50 deterministic DDIM steps at the
+model's default guidance, one image) with the same torch thread count; the batched floor and the
+service at 16 clients also run the model's measured default request (no sampler, steps or
+schedule sent: ``default_*`` in its ``denoise_model.json``), whose quality the noise sweep found
+equal to the 50 DDIM steps' within the estimator's noise, for the **quality-matched throughput**:
+images/s of the default request over images/s of 50-step DDIM. All servers are up
 for the whole run, and the settings are interleaved (one request, or one burst of concurrent
 requests, of each in turn, rotating the order), so that every setting sees the same machine;
 no two settings ever run at the same time:
@@ -44,9 +48,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def request_body(i: int) -> dict[str, Any]:
-    """The default request; the digit and seed vary so no two requests are the same."""
-    return {"class_label": i % 10, "seed": 1000 + i, "steps": 50, "sampler": "ddim"}
+OLD_DEFAULT = {"steps": 50, "sampler": "ddim"}  # the default request before defaults were measured
+SWEEP = ROOT / "eval" / "results" / "noise" / "noise_sweep.json"
+
+
+def request_body(i: int, model_default: bool = False) -> dict[str, Any]:
+    """50 DDIM steps (or the model's default request); digit and seed vary so no two are the same."""
+    return {"class_label": i % 10, "seed": 1000 + i, **({} if model_default else OLD_DEFAULT)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,7 +91,7 @@ class Direct:
         self.limits = Limits.absolute()
         self.engine = SamplingEngine(self.model, max_rows)  # the worker's budget
 
-    def run(self, indices: range) -> float:
+    def run(self, indices: range, model_default: bool = False) -> float:
         """Samples the requests ``indices`` together (one forward per step within the row
         budget, as the worker does) and encodes them."""
         from protocol.resolution import resolve_request
@@ -94,7 +102,7 @@ class Direct:
         started = time.perf_counter()
         states = []
         for i in indices:
-            request = GenerationRequest(**request_body(i))
+            request = GenerationRequest(**request_body(i, model_default))
             info = self.model.info
             config = resolve_request(request, {info.name: info}, info.name, self.limits)
             states += new_states(f"direct-{i}", config, self.model)
@@ -106,20 +114,22 @@ class Direct:
 
 
 # ------------------------------------------------------------------------------- over HTTP
-def post(url: str, i: int) -> float:
+def post(url: str, i: int, model_default: bool = False) -> float:
     started = time.perf_counter()
-    response = httpx.post(f"{url}/v1/generations", json=request_body(i), timeout=900)
+    response = httpx.post(f"{url}/v1/generations", json=request_body(i, model_default), timeout=900)
     response.raise_for_status()
     if response.json()["status"] != "succeeded":
         raise RuntimeError(response.text[:300])
     return time.perf_counter() - started
 
 
-def concurrent(url: str, clients: int, indices: range) -> tuple[list[float], float]:
+def concurrent(
+    url: str, clients: int, indices: range, model_default: bool = False
+) -> tuple[list[float], float]:
     """POSTs ``indices`` from ``clients`` concurrent clients; returns latencies and wall time."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        latencies = list(pool.map(lambda i: post(url, i), indices))
+        latencies = list(pool.map(lambda i: post(url, i, model_default), indices))
     return latencies, time.perf_counter() - started
 
 
@@ -209,12 +219,13 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         per_burst = args.clients * args.per_client
 
-        def batched(first: int) -> tuple[list[float], float]:
+        def batched(first: int, model_default: bool = False) -> tuple[list[float], float]:
             # the floor: each client's requests run in lockstep, one batch of `clients` at a time
             lat: list[float] = []
             began = time.perf_counter()
             for k in range(args.per_client):
-                took = direct.run(range(first + k * args.clients, first + (k + 1) * args.clients))
+                chunk = range(first + k * args.clients, first + (k + 1) * args.clients)
+                took = direct.run(chunk, model_default)
                 lat += [took] * args.clients
             return lat, time.perf_counter() - began
 
@@ -223,9 +234,16 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             ("service", args.clients, lambda i: concurrent(service, args.clients, range(i, i + per_burst))),
             ("peer", args.clients, lambda i: concurrent(peer, args.clients, range(i, i + per_burst))),
             ("service", 4, lambda i: concurrent(service, 4, range(i, i + 4 * args.per_client))),
+            ("direct-batched:default", args.clients, lambda i: batched(i, model_default=True)),
+            (
+                "service:default",
+                args.clients,
+                lambda i: concurrent(service, args.clients, range(i, i + per_burst), model_default=True),
+            ),
         ]
         for r in range(args.rounds):  # many clients: one burst of each setting in turn
-            for k, (name, clients, burst) in enumerate(crowd[r % 4 :] + crowd[: r % 4]):
+            turn = r % len(crowd)
+            for k, (name, clients, burst) in enumerate(crowd[turn:] + crowd[:turn]):
                 lat, wall = burst(1000 + 200 * r + 50 * k)
                 record((name, clients), lat, wall)
 
@@ -234,9 +252,12 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         "direct-batched": f"direct-batched ({args.clients}/forward)",
         "service": "service",
         "peer": "peer (thread pool)",
+        "direct-batched:default": f"direct-batched ({args.clients}/forward), default request",
+        "service:default": "service, default request",
     }
     order = [("direct", 1), ("direct-batched", args.clients), ("service", 1), ("service", 4)]
     order += [("service", args.clients), ("peer", 1), ("peer", args.clients)]
+    order += [("direct-batched:default", args.clients), ("service:default", args.clients)]
     return [
         row(
             labels[name], clients, latencies[(name, clients)], walls[(name, clients)], images[(name, clients)]
@@ -249,10 +270,21 @@ def ratios(rows: list[dict[str, Any]], clients: int) -> dict[str, float]:
     def find(setting: str, clients: int) -> dict[str, Any]:
         return next(r for r in rows if r["setting"].startswith(setting) and r["clients"] == clients)
 
-    direct, batched = find("direct", 1), next(r for r in rows if r["setting"].startswith("direct-batched"))
-    service_1, service_16 = find("service", 1), find("service", clients)
+    def exact(setting: str) -> dict[str, Any]:
+        return next(r for r in rows if r["setting"] == setting)
+
+    direct, batched = find("direct", 1), exact(f"direct-batched ({clients}/forward)")
+    service_1, service_16 = find("service", 1), _service(rows, clients)
     peer_16 = find("peer", clients)
+    batched_default = exact(f"direct-batched ({clients}/forward), default request")
+    service_default = exact("service, default request")
     return {
+        "quality_matched_throughput_ratio_direct_batched": round(
+            batched_default["images_per_s"] / batched["images_per_s"], 3
+        ),
+        "quality_matched_throughput_ratio_service_16": round(
+            service_default["images_per_s"] / service_16["images_per_s"], 3
+        ),
         "latency_ratio_1_client": round(service_1["p50_ms"] / direct["p50_ms"], 3),
         "throughput_ratio_16_vs_direct_batched": round(
             service_16["images_per_s"] / batched["images_per_s"], 3
@@ -261,6 +293,29 @@ def ratios(rows: list[dict[str, Any]], clients: int) -> dict[str, float]:
         "model_headroom_batched_vs_direct": round(batched["images_per_s"] / direct["images_per_s"], 3),
         "throughput_ratio_16_vs_peer": round(service_16["images_per_s"] / peer_16["images_per_s"], 3),
         "p95_ratio_16_vs_peer": round(service_16["p95_ms"] / peer_16["p95_ms"], 3),
+    }
+
+
+def _service(rows: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    return next(r for r in rows if r["setting"] == "service" and r["clients"] == clients)
+
+
+def measured_quality() -> dict[str, Any] | None:
+    """The trained model's FD and accuracy of the default request and of 50 DDIM steps, from the
+    noise sweep's report (``make eval``), when it has been run."""
+    if not SWEEP.exists():
+        return None
+    choice = json.loads(SWEEP.read_text()).get("answers", {}).get("default_choice_trained")
+    if not choice:
+        return None
+    keep = ("sampler", "schedule", "steps", "nfe", "value", "accuracy")
+    return {
+        "source": str(SWEEP.relative_to(ROOT)),
+        "metric": f"{choice['metric']} (noise {choice['noise']:.2f})",
+        **{
+            key: {k: choice[key][k] for k in keep if k in choice[key]}
+            for key in ("default request", "old default")
+        },
     }
 
 
@@ -290,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch_threads": args.threads,
         "dtype": args.dtype,
         "request": request_body(0) | {"class_label": "0..9", "seed": "varies"},
+        "default_request": request_body(0, model_default=True) | {"class_label": "0..9", "seed": "varies"},
+        "quality": measured_quality(),
         "method": "settings interleaved: one request (or one burst) of each in turn, rotating the order",
         "rows": rows,
         **ratios(rows, args.clients),
@@ -304,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print()
     for key, value in report.items():
-        if "ratio" in key or "headroom" in key:
+        if "ratio" in key or "headroom" in key or key == "quality":
             print(f"{key}: {value}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -37,6 +37,7 @@ from protocol.schema import (
     JobView,
     SamplerName,
     ScheduleName,
+    VarianceForm,
     VarianceType,
     WebhookEventName,
 )
@@ -78,6 +79,7 @@ KNOB_OPTIONS = (
     KnobOption("--variance-bound", "variance_bound", float),
     KnobOption("--variance-scale", "variance_scale", float),
     KnobOption("--variance-type", "variance_type", str, choices=get_args(VarianceType)),
+    KnobOption("--variance-form", "variance_form", str, choices=get_args(VarianceForm)),
     KnobOption("--clip-sample", "clip_sample", bool),
     KnobOption("--dynamic-thresholding", "dynamic_thresholding", bool),
     KnobOption("--dynamic-thresholding-ratio", "dynamic_thresholding_ratio", float),
@@ -314,7 +316,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [("model", "conditioning", "size", "defaults", "description")]
     for m in models:
         classes = f" ({m.num_classes} classes)" if m.num_classes else ""
-        defaults = f"{m.default_sampler}, {m.default_steps} steps, guidance {m.default_guidance_scale:g}"
+        schedule = f" {m.default_schedule}" if m.default_schedule else ""
+        defaults = (
+            f"{m.default_sampler}{schedule}, {m.default_steps} steps, guidance {m.default_guidance_scale:g}"
+        )
         size = f"{m.image_size}×{m.image_size}×{m.channels}"
         rows.append((m.name, m.conditioning + classes, size, defaults, m.description))
     _print_table(rows)

@@ -36,6 +36,7 @@ from protocol.schema import (
     JobView,
     SamplerName,
     ScheduleName,
+    VarianceForm,
     VarianceType,
     WebhookEventName,
 )
@@ -67,6 +68,7 @@ class Knobs(TypedDict, total=False):
     variance_bound: float | None
     variance_scale: float | None
     variance_type: VarianceType | None
+    variance_form: VarianceForm | None
     clip_sample: bool | None
     dynamic_thresholding: bool | None
     dynamic_thresholding_ratio: float | None

@@ -19,6 +19,8 @@ from protocol.schema import (
     GenerationRequest,
     ModelInfo,
     ResolvedConfig,
+    SamplerName,
+    ScheduleName,
 )
 
 DEFAULT_THRESHOLDING_RATIO = 0.995
@@ -59,6 +61,47 @@ def _samplers_honouring(knob: str) -> str:
 def _check_range(field: str, value: float, low: float, high: float, why: str = "") -> None:
     if not low <= value <= high:
         raise RequestFieldError(field, f"{field} must be between {low:g} and {high:g}{why}; got {value:g}")
+
+
+def _default_schedule(
+    model: ModelInfo, sampler: SamplerName, steps: int, default_sampler: bool
+) -> ScheduleName:
+    """The model's default schedule comes with its default sampler (a request that names a sampler
+    gets that sampler's default), where it exists for these steps; else the sampler's default."""
+    preferred = model.default_schedule
+    if default_sampler and preferred is not None and preferred in SAMPLERS[sampler].schedules:
+        try:
+            _check_model_schedule(model, sampler, preferred, steps)
+        except RequestFieldError:
+            pass
+        else:
+            return preferred
+    return SAMPLERS[sampler].default_schedule
+
+
+def _check_model_schedule(model: ModelInfo, sampler: SamplerName, schedule: ScheduleName, steps: int) -> None:
+    """A schedule that belongs to the model (``optimized``, ``ays``) must exist for it."""
+    if schedule == "ays" and not model.ays_schedule:
+        raise RequestFieldError(
+            "schedule",
+            f"schedule 'ays' (Align Your Steps) is offered for models trained on Stable Diffusion's noise "
+            f"schedule; model {model.name!r} was trained on {model.training_noise_schedule!r}",
+        )
+    if schedule == "optimized":
+        available = sorted(model.optimized_schedules.get(sampler, []))
+        if not available:
+            offered = ", ".join(sorted(model.optimized_schedules)) or "none"
+            raise RequestFieldError(
+                "schedule",
+                f"model {model.name!r} has no optimized schedule for sampler {sampler!r}; samplers with "
+                f"one: {offered}",
+            )
+        if steps not in available:
+            raise RequestFieldError(
+                "steps",
+                f"model {model.name!r} has optimized schedules for sampler {sampler!r} at steps "
+                f"{', '.join(map(str, available))}; got steps {steps}",
+            )
 
 
 def resolve_size(request: GenerationRequest, model: ModelInfo) -> tuple[int, int]:
@@ -142,7 +185,6 @@ def resolve_request(
 
     # 3. sampler and schedule
     sampler = SAMPLERS[request.sampler or model.default_sampler]
-    schedule = request.schedule or sampler.default_schedule
     if model.prediction_type not in sampler.prediction_types:
         serving = [s.name for s in SAMPLERS.values() if model.prediction_type in s.prediction_types]
         raise RequestFieldError(
@@ -150,11 +192,13 @@ def resolve_request(
             f"sampler {sampler.name!r} cannot use a model that predicts {model.prediction_type}; "
             f"samplers that can: {', '.join(serving)}",
         )
+    schedule = request.schedule or _default_schedule(model, sampler.name, steps, request.sampler is None)
     if schedule not in sampler.schedules:
         raise RequestFieldError(
             "schedule",
             f"sampler {sampler.name!r} supports schedules {', '.join(sampler.schedules)}; got {schedule!r}",
         )
+    _check_model_schedule(model, sampler.name, schedule, steps)
     for knob in get_args(KnobName):
         if getattr(request, knob) is not None and knob not in sampler.knobs:
             raise RequestFieldError(
@@ -197,6 +241,18 @@ def resolve_request(
                     "use a stochastic setting (ddim with eta > 0, ddpm)",
                 )
     honours_variance = "variance_scale" in sampler.knobs and not deterministic
+    variance_form = None
+    if "variance_form" in sampler.knobs:
+        if (
+            request.variance_form is not None
+            and request.variance_bound is None
+            and request.variance_scale is None
+        ):
+            raise RequestFieldError(
+                "variance_form",
+                "variance_form says how variance_bound or variance_scale act: send one of them",
+            )
+        variance_form = request.variance_form or "marginal"
     variance_type = (request.variance_type or "fixed_small") if "variance_type" in sampler.knobs else None
 
     # 5. x0 clipping / thresholding
@@ -254,6 +310,7 @@ def resolve_request(
         if honours_variance
         else None,
         variance_type=variance_type,
+        variance_form=variance_form,
         clip_sample=bool(request.clip_sample),
         dynamic_thresholding=thresholding,
         dynamic_thresholding_ratio=ratio,

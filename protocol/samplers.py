@@ -8,11 +8,16 @@ and knobs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.schema import SamplerName, ScheduleName
+
+# samplers that can visit any list of timesteps take every schedule; the others (euler_a) only
+# the even spacings that their diffusers class computes itself
+TIMESTEP_LIST_SCHEDULES: tuple[ScheduleName, ...] = get_args(ScheduleName)
+EVEN_SCHEDULES: tuple[ScheduleName, ...] = ("uniform", "leading", "linspace")
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 KnobName = Literal[
@@ -20,6 +25,7 @@ KnobName = Literal[
     "variance_bound",
     "variance_scale",
     "variance_type",
+    "variance_form",
     "clip_sample",
     "dynamic_thresholding",
 ]
@@ -55,19 +61,21 @@ SAMPLERS: dict[str, SamplerInfo] = {
                 "variance_type",
                 "variance_bound",
                 "variance_scale",
+                "variance_form",
                 "clip_sample",
                 "dynamic_thresholding",
             ),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            schedules=TIMESTEP_LIST_SCHEDULES,
             summary="Ancestral sampling of Ho et al. (2020) on the visited timesteps; the "
-            "injected variance is the posterior's (fixed_small) or β_t (fixed_large).",
+            "injected variance is the posterior's (fixed_small) or β_t (fixed_large). A binding "
+            "variance_bound or variance_scale keeps the step in the DDIM family (variance_form marginal).",
         ),
         SamplerInfo(
             name="ddim",
             scheduler_class="DDIMScheduler",
             noise="either",
             knobs=("eta", "variance_bound", "variance_scale", "clip_sample", "dynamic_thresholding"),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            schedules=TIMESTEP_LIST_SCHEDULES,
             summary="Song et al. (2021), eq. 12: eta = 0 is the deterministic DDIM, eta = 1 "
             "injects the DDPM posterior variance.",
         ),
@@ -76,7 +84,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
             scheduler_class="DPMSolverMultistepScheduler",
             noise="deterministic",
             knobs=("dynamic_thresholding",),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            schedules=TIMESTEP_LIST_SCHEDULES,
             summary="DPM-Solver++(2M), Lu et al. (2022): second-order multistep ODE solver.",
         ),
         SamplerInfo(
@@ -84,7 +92,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
             scheduler_class="UniPCMultistepScheduler",
             noise="deterministic",
             knobs=("dynamic_thresholding",),
-            schedules=("uniform", "leading", "linspace"),
+            schedules=TIMESTEP_LIST_SCHEDULES,
             summary="UniPC, Zhao et al. (2023): predictor-corrector multistep ODE solver.",
         ),
         SamplerInfo(
@@ -92,7 +100,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
             scheduler_class="EulerDiscreteScheduler",
             noise="deterministic",
             knobs=(),
-            schedules=("uniform", "leading", "linspace", "quadratic", "cosine", "karras"),
+            schedules=TIMESTEP_LIST_SCHEDULES,
             summary="Euler's method on the probability-flow ODE (Karras et al. 2022).",
         ),
         SamplerInfo(
@@ -100,9 +108,10 @@ SAMPLERS: dict[str, SamplerInfo] = {
             prediction_types=("epsilon", "v_prediction"),  # diffusers' step has no x₀ branch
             scheduler_class="EulerAncestralDiscreteScheduler",
             noise="stochastic",
-            knobs=(),
-            schedules=("uniform", "leading", "linspace"),
-            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up.",
+            knobs=("variance_bound", "variance_scale"),
+            schedules=EVEN_SCHEDULES,
+            summary="Euler ancestral: an Euler step down to σ_down, then fresh noise σ_up; a bound or "
+            "scale on σ_up moves the step toward Euler's (σ_down² + σ_up² = σ² keeps the marginals).",
         ),
     )
 }

@@ -16,8 +16,11 @@ from protocol.keys import JOB_ID_PATTERN
 
 # ------------------------------------------------------------------- closed choices
 SamplerName = Literal["ddpm", "ddim", "dpmpp_2m", "unipc", "euler", "euler_a"]
-ScheduleName = Literal["uniform", "leading", "linspace", "quadratic", "cosine", "karras"]
+ScheduleName = Literal["uniform", "leading", "linspace", "quadratic", "cosine", "karras", "optimized", "ays"]
+# schedules a model offers only where it says so (ModelInfo.optimized_schedules, .ays_schedule)
+MODEL_SCHEDULES: tuple[ScheduleName, ...] = ("optimized", "ays")
 VarianceType = Literal["fixed_small", "fixed_large"]
+VarianceForm = Literal["marginal", "posterior"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QUEUED: JobStatus = "queued"
 RUNNING: JobStatus = "running"
@@ -72,6 +75,22 @@ class ModelInfo(BaseModel):
     default_guidance_scale: float = 1.0
     default_steps: int = 50
     default_sampler: SamplerName = "ddim"
+    default_schedule: ScheduleName | None = Field(
+        None,
+        description="the schedule of a request that names neither a schedule nor a sampler (it comes with "
+        "default_sampler), where it exists for the request's steps (an optimized schedule exists at its "
+        "listed steps only); every other request gets its sampler's default schedule",
+    )
+    optimized_schedules: dict[SamplerName, list[int]] = Field(
+        default_factory=dict,
+        description="schedule 'optimized': the steps (NFE) at which each sampler has timesteps optimised "
+        "for this model (its model card says how they were found)",
+    )
+    ays_schedule: bool = Field(
+        False,
+        description="trained on Stable Diffusion's noise schedule (scaled_linear betas 0.00085-0.012, 1000 "
+        "steps): schedule 'ays' (Align Your Steps) is offered",
+    )
     training_noise_schedule: str = Field(description="beta schedule the model was trained with")
     num_train_timesteps: int
     prediction_type: str
@@ -123,6 +142,12 @@ class GenerationRequest(BaseModel):
         None, ge=0.0, le=1.0, description="multiplies σ_t (annealing / temperature)"
     )
     variance_type: VarianceType | None = Field(None, description="DDPM: fixed_small or fixed_large")
+    variance_form: VarianceForm | None = Field(
+        None,
+        description="DDPM: how a binding variance_bound or variance_scale acts; marginal (default): the "
+        "step stays in the DDIM family and keeps the marginals; posterior: the literal posterior mean plus "
+        "the clamped noise, which loses variance (for study)",
+    )
     clip_sample: bool | None = Field(None, description="clip the predicted x0 to [-1, 1]")
     dynamic_thresholding: bool | None = Field(None, description="Imagen's percentile thresholding")
     dynamic_thresholding_ratio: float | None = Field(
@@ -181,6 +206,7 @@ class ResolvedConfig(BaseModel):
     variance_bound: float | None
     variance_scale: float | None
     variance_type: VarianceType | None
+    variance_form: VarianceForm | None = None
     clip_sample: bool
     dynamic_thresholding: bool
     dynamic_thresholding_ratio: float | None

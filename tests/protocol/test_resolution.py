@@ -6,7 +6,7 @@ import pytest
 
 from protocol.resolution import Limits, RequestFieldError, resolve_request
 from protocol.samplers import SAMPLERS
-from protocol.schema import GenerationRequest, ModelInfo
+from protocol.schema import MODEL_SCHEDULES, GenerationRequest, ModelInfo
 
 DIGITS = ModelInfo(
     name="digits",
@@ -75,7 +75,11 @@ def test_ddpm_defaults_to_fixed_small() -> None:
         ({"deterministic": True, "eta": 0.5}, "eta", "must be 0"),
         ({"deterministic": False, "eta": 0.0}, "eta", "above 0"),
         ({"variance_bound": 0.1}, "variance_bound", "no effect when no noise"),
-        ({"sampler": "unipc", "schedule": "karras"}, "schedule", "uniform, leading, linspace"),
+        ({"sampler": "euler_a", "schedule": "karras"}, "schedule", "uniform, leading, linspace"),
+        ({"sampler": "ddpm", "variance_form": "posterior"}, "variance_form", "send one of them"),
+        ({"sampler": "ddim", "eta": 1.0, "variance_form": "marginal"}, "variance_form", "honour it: ddpm"),
+        ({"schedule": "ays"}, "schedule", "trained on 'squaredcos_cap_v2'"),
+        ({"schedule": "optimized"}, "schedule", "no optimized schedule for sampler 'ddim'"),
         ({"class_label": 10}, "class_label", "between 0 and 9"),
         ({"model": "plain", "class_label": 1}, "class_label", "takes no class label"),
         ({"prompt": "a seven"}, "prompt", "takes no prompt"),
@@ -101,6 +105,62 @@ def test_refusals_name_the_field_and_the_allowed_values(
 def test_every_sampler_accepts_its_own_schedules_and_knobs() -> None:
     for sampler in SAMPLERS.values():
         for schedule in sampler.schedules:
+            if schedule in MODEL_SCHEDULES:
+                continue  # a model's own (below)
             config = resolve(sampler=sampler.name, schedule=schedule, class_label=0)
             assert config.schedule == schedule
             assert config.deterministic is (sampler.noise != "stochastic")
+
+
+# ------------------------------------------------------- schedules that belong to a model
+OPTIMIZED = DIGITS.model_copy(
+    update={"name": "tuned", "optimized_schedules": {"unipc": [5, 8, 10], "ddim": [10]}}
+)
+STABLE = DIGITS.model_copy(
+    update={"name": "sd", "ays_schedule": True, "training_noise_schedule": "scaled_linear"}
+)
+
+
+def resolve_on(model: ModelInfo, **fields: object):  # type: ignore[no-untyped-def]
+    return resolve_request(GenerationRequest(**fields), {model.name: model}, model.name, LIMITS)  # type: ignore[arg-type]
+
+
+def test_an_optimized_schedule_is_served_at_its_steps_and_a_422_names_the_others() -> None:
+    config = resolve_on(OPTIMIZED, sampler="unipc", steps=8, schedule="optimized")
+    assert (config.sampler, config.steps, config.schedule) == ("unipc", 8, "optimized")
+    with pytest.raises(RequestFieldError) as info:
+        resolve_on(OPTIMIZED, sampler="unipc", steps=12, schedule="optimized")
+    assert info.value.field == "steps"
+    assert "at steps 5, 8, 10; got steps 12" in info.value.message
+    with pytest.raises(RequestFieldError) as info:
+        resolve_on(OPTIMIZED, sampler="dpmpp_2m", steps=10, schedule="optimized")
+    assert info.value.field == "schedule" and "samplers with one: ddim, unipc" in info.value.message
+
+
+def test_the_default_schedule_comes_with_the_default_sampler_where_it_exists() -> None:
+    tuned = OPTIMIZED.model_copy(
+        update={"default_sampler": "unipc", "default_steps": 8, "default_schedule": "optimized"}
+    )
+    assert resolve_on(tuned).schedule == "optimized"
+    assert resolve_on(tuned, steps=10).schedule == "optimized"
+    assert resolve_on(tuned, steps=50).schedule == "uniform"  # no table at 50 steps
+    assert resolve_on(tuned, steps=8, schedule="karras").schedule == "karras"  # asked for
+    # a request that names a sampler gets that sampler's default, even the default sampler's
+    assert resolve_on(tuned, sampler="unipc", steps=8).schedule == "uniform"
+    assert resolve_on(tuned, sampler="ddim", steps=10).schedule == "uniform"
+    assert resolve_on(tuned, sampler="euler_a").schedule == "uniform"
+
+
+def test_ays_is_offered_for_stable_diffusions_noise_schedule_only() -> None:
+    assert resolve_on(STABLE, sampler="dpmpp_2m", steps=13, schedule="ays").schedule == "ays"
+    with pytest.raises(RequestFieldError) as info:
+        resolve_on(STABLE, sampler="euler_a", schedule="ays")
+    assert info.value.field == "schedule"
+
+
+def test_ddpm_resolves_the_marginal_form_and_takes_the_posterior_one_with_a_bound() -> None:
+    assert resolve(sampler="ddpm").variance_form == "marginal"
+    config = resolve(sampler="ddpm", variance_bound=0.1, variance_form="posterior")
+    assert (config.variance_bound, config.variance_form) == (0.1, "posterior")
+    assert resolve(sampler="ddpm", variance_scale=0.5, variance_form="posterior").variance_form == "posterior"
+    assert resolve(sampler="ddim", eta=1.0).variance_form is None

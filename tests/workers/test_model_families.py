@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers.schedulers.scheduling_utils import AysSchedules
 
 from protocol.resolution import Limits, RequestFieldError, resolve_request
 from protocol.samplers import SAMPLERS
@@ -18,6 +19,7 @@ from workers.models.loaded_model import LoadedModel
 from workers.models.loading import load_model
 from workers.models.registry import RegistryEntry
 from workers.sampling.engine import SamplingEngine, generate
+from workers.sampling.schedules import timestep_schedule
 from workers.sampling.state import new_states
 
 
@@ -181,3 +183,23 @@ def test_knobs_change_a_text_image(models: dict[str, LoadedModel]) -> None:
     ):
         changed = pixels(model, resolve(model, sampler="ddim", eta=1.0, **{"prompt": "a cat", **change}))[0]
         assert not np.array_equal(changed, reference), change
+
+
+def test_ays_is_offered_on_stable_diffusions_noise_schedule_and_visits_its_table(
+    models: dict[str, LoadedModel],
+) -> None:
+    sd = models["sd"]
+    assert sd.info.ays_schedule
+    assert not any(models[name].info.ays_schedule for name in ("cifar", "classes-v", "x0", "dit"))
+    table = list(AysSchedules["StableDiffusionTimesteps"])
+    for sampler in ("ddim", "ddpm", "dpmpp_2m", "unipc", "euler"):
+        config = resolve(sd, prompt="a seven", sampler=sampler, schedule="ays", steps=10)
+        state = generate(sd, config)[0]
+        assert [int(t) for t in state.scheduler.timesteps] == table, sampler
+        assert state.image is not None and torch.isfinite(state.image).all()
+    seven = generate(sd, resolve(sd, prompt="a seven", sampler="dpmpp_2m", schedule="ays", steps=7))[0]
+    alphas = seven.scheduler.alphas_cumprod.numpy()
+    assert [int(t) for t in seven.scheduler.timesteps] == timestep_schedule("ays", 7, 1000, alphas)
+    with pytest.raises(RequestFieldError) as refused:
+        resolve(models["x0"], schedule="ays")
+    assert refused.value.field == "schedule" and "Stable Diffusion" in refused.value.message

@@ -36,15 +36,23 @@ def test_class_routed_denoiser_matches_the_served_one(exact_model: LoadedModel) 
 
 def _tiny_run(model: LoadedModel) -> ModelRun:
     small: dict[str, Any] = {"variance_type": "fixed_small"}
+    posterior: dict[str, Any] = {"variance_form": "posterior", "groups": ("bound",), **small}
     settings = [
         Setting("exact", "ddpm", 6, groups=("bound", "reference"), **small),
         Setting("exact", "ddpm", 6, variance_bound=0.05, groups=("bound",), **small),
-        Setting("exact", "ddpm", 6, variance_bound=0.0, groups=("bound",), grid=True, **small),
+        Setting("exact", "ddpm", 6, variance_bound=0.0, groups=("bound",), **small),
+        Setting("exact", "ddpm", 6, variance_bound=0.05, **posterior),
+        Setting("exact", "ddpm", 6, variance_bound=0.0, grid=True, **posterior),
         Setting("exact", "ddim", 6, eta=0.0, groups=("ladder",)),
         Setting("exact", "ddim", 12, eta=0.0, groups=("ladder",)),
         Setting("exact", "ddim", 6, eta=1.0, variance_bound=0.0),  # no noise left: DDIM η=0
         Setting("exact", "ddim", 6, eta=0.0, schedule="quadratic"),  # starts at t = 800
-        Setting("exact", "unipc", 6, schedule="karras"),  # refused: UniPC has no karras schedule
+        Setting("exact", "euler_a", 6, schedule="karras"),  # refused: Euler ancestral takes no list
+        *[
+            Setting("exact", "unipc", n, schedule=s, groups=("schedules",))
+            for n in (5, 8)
+            for s in ("uniform", "optimized")
+        ],
     ]
     return run_model("exact", model, settings, SweepSize((1,), 24, 2))
 
@@ -52,20 +60,27 @@ def _tiny_run(model: LoadedModel) -> ModelRun:
 def test_exact_sweep_smoke(exact_model: LoadedModel, tmp_path: Path) -> None:
     run = _tiny_run(exact_model)
     rows = {r["label"]: r for r in run.rows}
-    assert "schedule" in rows["unipc karras 6"]["skipped"]
+    assert "schedule" in rows["euler_a karras 6"]["skipped"]
     assert run.floor["low_ratio"]["mean"] == pytest.approx(1.0, abs=0.05)  # exact draws
     assert run.floor["fd"]["mean"] > 5 * abs(run.floor["fd_structured"]["mean"])  # the n < D bias
-    plain, bounded, zero = (
+    plain, marginal, posterior = (
         rows["ddpm fixed_small 6"],
-        rows["ddpm fixed_small b=0.05 6"],
         rows["ddpm fixed_small b=0 6"],
+        rows["ddpm fixed_small posterior b=0 6"],
     )
     assert plain["nfe"] == 6 and plain["rows_per_image"] == 6 and plain["images"] == 24
-    # without injected noise DDPM keeps only the posterior mean: every sample is the same image
-    assert zero["low_ratio"] < 1e-6 and zero["high_ratio"] < 1e-6
-    assert plain["noise_estimate"] > bounded["noise_estimate"] > zero["noise_estimate"]
-    assert zero["fd_structured"] > plain["fd_structured"]
-    assert set(run.grids) == {"exact draws", "ddpm fixed_small b=0 6"}
+    # the literal clamp keeps only the posterior mean: every sample is the same image
+    assert posterior["low_ratio"] < 1e-6 and posterior["high_ratio"] < 1e-6
+    assert posterior["fd_structured"] > plain["fd_structured"]
+    # the marginal form at b = 0 is deterministic DDIM, closer to the truth than DDPM
+    assert marginal["fd_exact"] == pytest.approx(rows["ddim η=0 6"]["fd_exact"], rel=1e-4)
+    assert marginal["fd_exact"] < plain["fd_exact"]
+    # the closed form where the sampler is linear; the optimized schedule far below uniform
+    assert abs(rows["ddim η=0 12"]["fd_exact"] - rows["ddim η=0 12"]["fd_structured"]) < 1.5
+    for n in (5, 8):
+        assert rows[f"unipc optimized {n}"]["fd_exact"] < rows[f"unipc {n}"]["fd_exact"] / 5
+        assert rows[f"unipc optimized {n}"]["schedule"] == "optimized"
+    assert set(run.grids) == {"exact draws", "ddpm fixed_small posterior b=0 6"}
 
     report: dict[str, Any] = {"mode": "test", "seed": 0, "wall_seconds": 1.0}
     report["exact"] = {
@@ -78,14 +93,21 @@ def test_exact_sweep_smoke(exact_model: LoadedModel, tmp_path: Path) -> None:
     }
     add_answers(report)
     answers = report["answers"]
-    assert answers["variance_bound"]["exact: ddpm fixed_small"]["monotone"]
-    assert answers["identical_results"] == ["exact: ddim η=0 6 = ddim η=1 b=0 6"]
+    assert answers["variance_bound"]["exact: ddpm fixed_small posterior, 6 steps"]["monotone"]
+    assert any("ddim η=0 6 = " in same and "ddim η=1 b=0 6" in same for same in answers["identical_results"])
     assert [late["label"] for late in answers["late_start"]] == ["ddim η=0 quadratic 6"]
     assert rows["ddpm fixed_small 6"]["fd_structured_over_reference"] == 1.0
+    choice = answers["default_choice_exact"]
+    assert choice["chosen"]["nfe"] <= choice["best"]["nfe"]
     markdown = markdown_report(report)
-    assert "| ddpm fixed_small b=0 6 | 6 |" in markdown and "falls monotonically" in markdown
+    assert "| ddpm fixed_small posterior b=0 6 | 6 |" in markdown and "falls monotonically" in markdown
     written = write_figures(report, {"exact": run.grids}, tmp_path)
-    assert {p.name for p in written} == {"exact_vs_nfe.png", "variance_bound.png", "grid_exact.png"}
+    assert {p.name for p in written} == {
+        "exact_vs_nfe.png",
+        "schedules_vs_nfe.png",
+        "variance_bound.png",
+        "grid_exact.png",
+    }
     assert all(p.stat().st_size > 1000 for p in written)
 
 

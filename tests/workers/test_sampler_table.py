@@ -17,6 +17,7 @@ from protocol.samplers import SAMPLERS
 from protocol.schema import GenerationRequest, ModelInfo, ResolvedConfig, SamplerName
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
+from workers.sampling.euler_ancestral import VarianceControlledEulerAncestralScheduler
 from workers.sampling.registered_config import extends_config
 from workers.sampling.sampler_table import KNOB_CONFIG, SAMPLER_ENTRIES, SAMPLER_TABLE
 from workers.sampling.scheduler_factory import build_scheduler
@@ -32,7 +33,14 @@ MODEL = ModelInfo(
     training_noise_schedule=TRAINING["beta_schedule"],
     num_train_timesteps=TRAINING["num_train_timesteps"],
     prediction_type=TRAINING["prediction_type"],
+    # every schedule resolves: an optimized table at 10 steps for each sampler that takes one, and
+    # AYS (whose timesteps are computable on any training schedule)
+    optimized_schedules={s.name: [10] for s in SAMPLERS.values() if "optimized" in s.schedules},
+    ays_schedule=True,
 )
+TABLE = {
+    sampler: {10: [990, 900, 800, 700, 600, 400, 200, 100, 20, 1]} for sampler in MODEL.optimized_schedules
+}
 LIMITS = Limits(max_steps=1000, max_images=16, max_guidance_scale=30)
 # A public knob, as a request sets it to a value other than its default.
 KNOB_REQUESTS: dict[str, dict[str, Any]] = {
@@ -40,6 +48,7 @@ KNOB_REQUESTS: dict[str, dict[str, Any]] = {
     "variance_bound": {"variance_bound": 0.2},
     "variance_scale": {"variance_scale": 0.5},
     "variance_type": {"variance_type": "fixed_large"},
+    "variance_form": {"variance_form": "posterior", "variance_bound": 0.2},
     "clip_sample": {"clip_sample": True},
     "dynamic_thresholding": {"dynamic_thresholding": True, "dynamic_thresholding_ratio": 0.9},
 }
@@ -48,6 +57,7 @@ KNOB_REQUESTS: dict[str, dict[str, Any]] = {
 NOISE_KNOBS: dict[str, dict[str, Any]] = {
     "ddim": {"eta": 0.7, "variance_scale": 0.5, "variance_bound": 0.2},
     "ddpm": {"variance_scale": 0.5, "variance_bound": 0.2, "variance_type": "fixed_large"},
+    "euler_a": {"variance_scale": 0.5, "variance_bound": 0.2},
 }
 
 
@@ -75,9 +85,12 @@ def test_every_public_sampler_has_exactly_one_entry() -> None:
 )
 def test_the_built_scheduler_is_the_advertised_diffusers_class(sampler: SamplerName, schedule: str) -> None:
     advertised = getattr(diffusers, SAMPLERS[sampler].scheduler_class)
-    scheduler = build_scheduler(resolved(sampler, schedule=schedule), TRAINING)
+    config = resolved(sampler, schedule=schedule)
+    scheduler = build_scheduler(config, TRAINING, TABLE)
     assert type(scheduler) is SAMPLER_TABLE[sampler].scheduler_class
     assert advertised in type(scheduler).__mro__
+    if schedule == "optimized":  # the engine visits exactly the model's list
+        assert [int(t) for t in scheduler.timesteps] == TABLE[sampler][10]
     assert isinstance(scheduler, advertised)
 
 
@@ -132,7 +145,16 @@ def test_scheduler_config_round_trips_through_json(sampler: SamplerName) -> None
             diffusers.DDIMScheduler,
             {"eta", "variance_scale", "variance_bound"},
         ),
-        (VarianceControlledDDPMScheduler, diffusers.DDPMScheduler, {"variance_scale", "variance_bound"}),
+        (
+            VarianceControlledDDPMScheduler,
+            diffusers.DDPMScheduler,
+            {"variance_scale", "variance_bound", "variance_form"},
+        ),
+        (
+            VarianceControlledEulerAncestralScheduler,
+            diffusers.EulerAncestralDiscreteScheduler,
+            {"variance_scale", "variance_bound"},
+        ),
     ],
 )
 def test_variance_control_adds_its_knobs_to_the_parents_config(subclass, parent, added) -> None:  # type: ignore[no-untyped-def]
@@ -141,6 +163,7 @@ def test_variance_control_adds_its_knobs_to_the_parents_config(subclass, parent,
     defaults = public(subclass().config)
     assert {k: v for k, v in defaults.items() if k not in added} == public(parent().config)
     assert defaults["variance_scale"] == 1.0 and defaults["variance_bound"] is None
+    assert defaults.get("variance_form", "marginal") == "marginal"
 
 
 def test_a_subclass_cannot_redefine_a_parent_parameter() -> None:

@@ -124,6 +124,10 @@ def test_clipping_and_thresholding_bound_the_prediction(bundled_model, config_fo
 def test_every_sampler_and_schedule_runs_the_requested_steps(
     bundled_model, config_for, sampler, schedule
 ) -> None:  # type: ignore[no-untyped-def]
+    if schedule == "ays" or (
+        schedule == "optimized" and 5 not in bundled_model.info.optimized_schedules.get(sampler, [])
+    ):
+        pytest.skip(f"mnist-unet offers no {schedule} schedule for {sampler} at 5 steps")
     config = config_for(sampler=sampler, schedule=schedule, steps=5)
     state = generate(bundled_model, config)[0]
     assert len(state.scheduler.timesteps) == 5 and state.step_index == 5

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import AysSchedules
 
 from protocol.schema import ResolvedConfig
 from workers.models.registry import load_registry
 from workers.sampling.sampler_table import SAMPLER_TABLE
 from workers.sampling.scheduler_factory import build_scheduler
-from workers.sampling.schedules import DIFFUSERS_SPACING, timestep_schedule
+from workers.sampling.schedules import DIFFUSERS_SPACING, is_stable_diffusion_schedule, timestep_schedule
+from workers.sampling.unipc import TimestepListUniPCScheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 ALPHAS = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.numpy()
@@ -44,6 +47,52 @@ def test_low_noise_schedules_spend_more_steps_near_zero() -> None:
 
     assert below("quadratic") > below("uniform")
     assert below("cosine") > below("uniform")
+
+
+SD_CONFIG = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "num_train_timesteps": 1000,
+}
+SD_ALPHAS = DDPMScheduler(**SD_CONFIG).alphas_cumprod.numpy()  # type: ignore[arg-type]
+
+
+def test_ays_is_the_published_table_at_ten_steps_and_log_sigma_interpolated_otherwise() -> None:
+    assert timestep_schedule("ays", 10, 1000, SD_ALPHAS) == list(AysSchedules["StableDiffusionTimesteps"])
+    sigmas = np.sqrt((1 - SD_ALPHAS) / SD_ALPHAS)
+    for steps in (1, 2, 5, 7, 15, 20, 50):
+        timesteps = timestep_schedule("ays", steps, 1000, SD_ALPHAS)
+        assert len(timesteps) == steps and timesteps[0] == 999
+        assert all(a > b for a, b in itertools.pairwise(timesteps))
+        if steps > 1:
+            assert timesteps[-1] == 24  # the table's ends are kept
+            # log σ of the visited steps is the table's, interpolated: evenly spread for 19 = 2·10 − 1
+    nineteen = timestep_schedule("ays", 19, 1000, SD_ALPHAS)
+    assert nineteen[::2] == list(AysSchedules["StableDiffusionTimesteps"])
+    log_sigma = np.log(sigmas[nineteen])
+    middle = (log_sigma[:-2:2] + log_sigma[2::2]) / 2
+    assert np.allclose(log_sigma[1::2], middle, atol=0.01)
+
+
+def test_the_ays_schedule_is_offered_for_stable_diffusions_noise_schedule_only() -> None:
+    assert is_stable_diffusion_schedule(SD_CONFIG)
+    assert is_stable_diffusion_schedule({**SD_CONFIG, "prediction_type": "v_prediction", "_class_name": "x"})
+    assert not is_stable_diffusion_schedule({**SD_CONFIG, "beta_end": 0.02})
+    assert not is_stable_diffusion_schedule({**SD_CONFIG, "rescale_betas_zero_snr": True})
+    assert not any(is_stable_diffusion_schedule(config) for config in TRAINING_CONFIGS.values())
+
+
+@pytest.mark.parametrize("steps", [1, 5, 10, 23])
+def test_unipc_on_a_timestep_list_equals_its_own_trailing_spacing(steps: int) -> None:
+    config = TRAINING_CONFIGS["mnist-unet"]
+    own = TimestepListUniPCScheduler.from_config(config, timestep_spacing="trailing")
+    own.set_timesteps(steps)
+    listed = TimestepListUniPCScheduler.from_config(config)
+    listed.set_timesteps(timesteps=[int(t) for t in own.timesteps])
+    assert torch.equal(own.timesteps, listed.timesteps) and torch.equal(own.sigmas, listed.sigmas)
+    with pytest.raises(ValueError, match="distinct and descending"):
+        listed.set_timesteps(timesteps=[10, 20])
 
 
 def test_too_many_steps_is_an_error() -> None:

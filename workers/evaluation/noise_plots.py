@@ -3,6 +3,8 @@
 - ``exact_vs_nfe.png``: on the exact model, the low-direction variance ratio and the FD against
   NFE, one line per sampler/schedule (guidance and variance bound at their defaults);
 - ``variance_bound.png``: the noise estimate σ̂ against the variance bound, both models;
+- ``schedules_vs_nfe.png``: the optimized schedule against uniform and Karras by NFE: the exact
+  model's closed-form FD* and the trained model's FD of features;
 - ``grid_exact.png``, ``grid_trained.png``: a strip of samples per selected setting, the
   reference draws (exact draws / real digits) first.
 """
@@ -44,7 +46,7 @@ def _exact_vs_nfe(report: dict[str, Any], path: Path) -> None:
         ("fd", f"sample FD to N(μ_c, Σ_c) at n = {n}/class (biased)", "FD"),
     )
     families = _plain_families(report)
-    for colour, (name, rows) in zip(_palette(len(families)), families.items(), strict=True):
+    for colour, (name, rows) in zip(palette(len(families)), families.items(), strict=True):
         deterministic = name.split()[0] in ("dpmpp_2m", "unipc", "euler") or "η=0" in name
         style = "--" if deterministic else "-"  # dashed: no noise injected after the initial latent
         for axes, (key, _, _) in zip(panels, metrics, strict=True):
@@ -57,20 +59,20 @@ def _exact_vs_nfe(report: dict[str, Any], path: Path) -> None:
         axes.axhspan(low, high, color="grey", alpha=0.35, label="exact draws (mean ± sd)")
         if reference and key in reference:
             axes.axhline(reference[key], color="black", ls=":", lw=1, label=f"{reference['label']} (ref)")
-        _decorate(axes, title, ylabel)
+        decorate(axes, title, ylabel)
     panels[1].set_yscale("log")
     panels[0].legend(fontsize=7, loc="upper right", ncols=2)
     figure.savefig(path)
 
 
-def _palette(count: int) -> list[Any]:
+def palette(count: int) -> list[Any]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab20"]
     return [cmap(i % 20) for i in range(count)]
 
 
-def _decorate(axes: Axes, title: str, ylabel: str) -> None:
+def decorate(axes: Axes, title: str, ylabel: str) -> None:
     axes.set_xscale("log")
     axes.set_xlabel("NFE")
     axes.set_ylabel(ylabel)
@@ -91,6 +93,47 @@ def _variance_bound(report: dict[str, Any], path: Path) -> None:
     axes.set_yscale("log")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=7)
+    figure.savefig(path)
+
+
+def _schedule_families(report: dict[str, Any], kind: str) -> dict[str, list[dict[str, Any]]]:
+    families: dict[str, list[dict[str, Any]]] = {}
+    for row in report_rows(report, kind, "schedules"):
+        families.setdefault(f"{row['sampler']} {row['schedule']}", []).append(row)
+    return {name: sorted(rows, key=lambda r: r["nfe"]) for name, rows in families.items() if len(rows) > 1}
+
+
+def _schedules_vs_nfe(report: dict[str, Any], path: Path) -> None:
+    kinds = [k for k in ("exact", "trained") if _schedule_families(report, k)]
+    figure = Figure(figsize=(6.5 * len(kinds), 4.4), dpi=DPI, layout="constrained")
+    panels = np.atleast_1d(figure.subplots(1, len(kinds)))
+    styles = {"optimized": "-", "karras": "--", "uniform": ":"}
+    for axes, kind in zip(panels, kinds, strict=True):
+        families = _schedule_families(report, kind)
+        samplers = sorted({name.split()[0] for name in families})
+        colours = dict(zip(samplers, palette(len(samplers)), strict=True))
+        for name, rows in families.items():
+            sampler, schedule = name.split()
+            key = "fd_exact" if kind == "exact" else "fd_features"
+            axes.plot(
+                [r["nfe"] for r in rows],
+                [r[key] if key in r else r["fd_structured"] for r in rows],
+                styles.get(schedule, "-."),
+                marker="o",
+                ms=3,
+                color=colours[sampler],
+                label=name,
+            )
+        floor = report[kind]["floor"]["fd_structured" if kind == "exact" else "fd_features"]
+        if kind == "exact":
+            axes.axhline(floor["sd"], color="grey", lw=1, label="estimator's noise (sd of exact draws' FD*)")
+            decorate(axes, "exact model: closed-form FD* (guidance 1)", "FD* (population value)")
+            axes.set_yscale("log")
+        else:
+            low, high = floor["mean"] - floor["sd"], floor["mean"] + floor["sd"]
+            axes.axhspan(low, high, color="grey", alpha=0.35, label="real digits (mean ± sd)")
+            decorate(axes, "trained model: FD of PCA features (guidance 2)", "FD")
+        axes.legend(fontsize=7, ncols=2)
     figure.savefig(path)
 
 
@@ -124,6 +167,9 @@ def write_figures(
     if "exact" in report and _plain_families(report):
         written.append(out / "exact_vs_nfe.png")
         _exact_vs_nfe(report, written[-1])
+    if _schedule_families(report, "exact") or _schedule_families(report, "trained"):
+        written.append(out / "schedules_vs_nfe.png")
+        _schedules_vs_nfe(report, written[-1])
     if report_rows(report, "exact", "bound") or report_rows(report, "trained", "bound"):
         written.append(out / "variance_bound.png")
         _variance_bound(report, written[-1])

@@ -31,10 +31,16 @@ def variance_bound_of(row: dict[str, Any]) -> float:
 
 
 def bound_families(report: dict[str, Any], kind: str) -> dict[str, list[dict[str, Any]]]:
-    """The ``bound`` group's rows of ``kind`` by sampler family, each from no bound down to 0."""
+    """The ``bound`` group's rows of ``kind`` by sampler family and steps, each from no bound down
+    to 0; a posterior-form family starts from the unbounded row of its sampler."""
     families: dict[str, list[dict[str, Any]]] = {}
-    for row in report_rows(report, kind, "bound"):
-        families.setdefault(row["family"].split(" b=")[0], []).append(row)
+    rows = report_rows(report, kind, "bound")
+    for row in rows:
+        families.setdefault(f"{row['family'].split(' b=')[0]}, {row['nfe']} steps", []).append(row)
+    for name, members in families.items():
+        if " posterior, " in name:
+            unbounded = name.replace(" posterior, ", ", ")
+            members += [r for r in families.get(unbounded, []) if "variance_bound" not in r["request"]]
     for rows in families.values():
         rows.sort(key=variance_bound_of, reverse=True)  # none, 0.2, ..., 0
     return families
@@ -104,7 +110,62 @@ def add_answers(report: dict[str, Any]) -> None:
                 "monotone": all(b <= a + 1e-9 for a, b in pairwise(noise)),
             }
     answers["variance_bound"] = bound
+    for kind in ("exact", "trained"):
+        if report_rows(report, kind):
+            answers[f"default_choice_{kind}"] = choose_default(report, kind)
     report["answers"] = answers
+
+
+QUALITY = {"exact": "fd_exact", "trained": "fd_features"}
+FLOOR_NOISE = {"exact": "fd_structured", "trained": "fd_features"}
+
+
+def _quality(row: dict[str, Any], kind: str) -> float:
+    """Lower is better: the closed-form FD* on the exact model (the estimate where there is none),
+    the FD of features on the trained one."""
+    return float(row[QUALITY[kind]] if QUALITY[kind] in row else row["fd_structured"])
+
+
+def choose_default(report: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The cheapest setting (fewest NFE) whose quality is within the estimator's noise (the floor
+    row's sd) of the best measured, among the settings a request can make at the model's default
+    guidance (no variance knobs); on the trained model its accuracy must also be the best's, to
+    one image in a hundred."""
+    candidates = [
+        r
+        for r in report_rows(report, kind)
+        if not {"guidance_scale", "variance_bound", "variance_scale"} & set(r["request"])
+    ]
+    noise = float(report[kind]["floor"][FLOOR_NOISE[kind]]["sd"])
+    best = min(candidates, key=lambda r: _quality(r, kind))
+    good = [
+        r
+        for r in candidates
+        if _quality(r, kind) <= _quality(best, kind) + noise
+        and (kind == "exact" or r["accuracy"] >= best["accuracy"] - 0.01)
+    ]
+    chosen = min(good, key=lambda r: (r["nfe"], _quality(r, kind)))
+    summary = {
+        "metric": QUALITY[kind],
+        "noise": noise,
+        "best": {"label": best["label"], "nfe": best["nfe"], "value": _quality(best, kind)},
+        "chosen": {"label": chosen["label"], "nfe": chosen["nfe"], "value": _quality(chosen, kind)},
+        "within_noise": sorted(
+            ({"label": r["label"], "nfe": r["nfe"], "value": _quality(r, kind)} for r in good),
+            key=lambda r: (r["nfe"], r["value"]),
+        ),
+    }
+    for row in report_rows(report, kind, "default"):
+        summary["default request" if row["label"] == "default request" else "old default"] = {
+            "label": row["label"],
+            "sampler": row.get("sampler"),
+            "steps": row.get("steps"),
+            "schedule": row.get("schedule"),
+            "nfe": row["nfe"],
+            "value": _quality(row, kind),
+            **({"accuracy": row["accuracy"]} if kind == "trained" else {}),
+        }
+    return summary
 
 
 def _pm(value: dict[str, float], digits: int) -> str:
@@ -115,23 +176,24 @@ def exact_table(report: dict[str, Any], group: str | None = None) -> list[str]:
     part = report["exact"]
     floor, n = part["floor"], part["per_class"]
     lines = [
-        f"| setting | NFE | low-dir var ratio | high-dir var ratio | FD* | FD* / ref | FD (n = {n}) "
-        "| FD / ref | σ̂ (gray) | s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| setting | NFE | low-dir var ratio | high-dir var ratio | FD* | FD* / ref | FD* exact "
+        f"| FD (n = {n}) | FD / ref | σ̂ (gray) | s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     if group is None:
         lines.append(
             f"| {floor['label']} (floor) | – | {_pm(floor['low_ratio'], 3)} | {_pm(floor['high_ratio'], 3)} "
-            f"| {_pm(floor['fd_structured'], 2)} | | {_pm(floor['fd'], 1)} | "
+            f"| {_pm(floor['fd_structured'], 2)} | | 0 | {_pm(floor['fd'], 1)} | "
             f"| {_pm(floor['noise_estimate'], 1)} | |"
         )
     for row in report_rows(report, "exact", group):
         ratios = [
             f"{row[k]:.2f}" if k in row else "" for k in ("fd_structured_over_reference", "fd_over_reference")
         ]
+        exact = f"{row['fd_exact']:.3g}" if "fd_exact" in row else ""
         lines.append(
             f"| {row['label']} | {row['nfe']} | {row['low_ratio']:.3f} | {row['high_ratio']:.3f} "
-            f"| {row['fd_structured']:.2f} | {ratios[0]} | {row['fd']:.1f} | {ratios[1]} "
+            f"| {row['fd_structured']:.2f} | {ratios[0]} | {exact} | {row['fd']:.1f} | {ratios[1]} "
             f"| {row['noise_estimate']:.1f} | {row['seconds']:.1f} |"
         )
     return lines
@@ -207,6 +269,23 @@ def _answer_lines(report: dict[str, Any]) -> list[str]:
         )
         verdict = "falls monotonically" if sweep["monotone"] else "does NOT fall monotonically"
         lines.append(f"- variance_bound, {name}: σ̂ {verdict} ({points})")
+    for kind in ("exact", "trained"):
+        choice = answers.get(f"default_choice_{kind}")
+        if not choice:
+            continue
+        chosen, best = choice["chosen"], choice["best"]
+        lines.append(
+            f"- default, {kind} model ({choice['metric']}, noise {choice['noise']:.2f}): cheapest "
+            f"within noise of the best ({best['label']}, {best['value']:.3g}) is **{chosen['label']}** "
+            f"({chosen['nfe']} NFE, {chosen['value']:.3g})"
+        )
+        for key in ("default request", "old default"):
+            if key in choice:
+                row = choice[key]
+                lines.append(
+                    f"  - {key}: {row['sampler']} {row['schedule']} {row['steps']} ({row['nfe']} NFE): "
+                    f"{row['value']:.3g}"
+                )
     return lines
 
 
@@ -253,6 +332,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         ("ordering", "DDIM paper ordering (10–20 steps)"),
         ("ladder", "Stochastic samplers as steps grow"),
         ("solver", "Schedules and higher-order solvers"),
+        ("schedules", "Optimized schedules against uniform and Karras"),
+        ("default", "The default request against the old default (50 DDIM steps)"),
         ("guidance", "Guidance"),
         ("bound", "variance_bound"),
     ):

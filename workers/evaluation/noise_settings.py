@@ -7,9 +7,13 @@ Each group answers one question (see ``noise_sweep``'s module doc):
 - ``reference``: 1,000-step DDPM (100 steps in quick mode), the Fréchet distance to beat;
 - ``ordering``: the DDIM paper's comparison at 10–20 steps (η = 0 vs DDPM with σ̂ = β_t,
   ``fixed_large``, vs β̃_t, ``fixed_small``);
-- ``bound``: the variance_bound b at fixed steps for the stochastic samplers;
+- ``bound``: the variance_bound b at fixed steps for the stochastic samplers (DDPM in its default
+  marginal form and, for contrast, the literal posterior form);
 - ``solver``: schedules and higher-order solvers at 10/20 steps;
-- ``guidance``: classifier-free guidance scales.
+- ``schedules``: the model's optimized schedule against uniform and Karras at 4–20 NFE;
+- ``guidance``: classifier-free guidance scales;
+- ``default``: the model's default request (no sampler, steps or schedule given), and the
+  50-step DDIM that was the default before it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from protocol.schema import GenerationRequest, SamplerName, ScheduleName, VarianceType
+from protocol.schema import GenerationRequest, SamplerName, ScheduleName, VarianceForm, VarianceType
 
 ModelKind = Literal["exact", "trained"]
 MODEL_NAMES: dict[ModelKind, str] = {"exact": "mnist-gauss", "trained": "mnist-unet"}
@@ -30,6 +34,7 @@ EXACT_GRID = {
     "ddim η=0 10",
     "dpmpp_2m karras 20",
     "ddpm fixed_small b=0 10",
+    "ddpm fixed_small posterior b=0 10",
 }
 
 
@@ -44,13 +49,17 @@ class Setting:
     eta: float | None = None
     variance_type: VarianceType | None = None
     variance_bound: float | None = None
+    variance_form: VarianceForm | None = None
     guidance_scale: float | None = None
     groups: tuple[str, ...] = ()
     grid: bool = False  # shown in the sample-grid figure
+    model_default: bool = False  # the model's default request: sampler, steps and schedule not sent
 
     def request(self) -> GenerationRequest:
+        if self.model_default:
+            return GenerationRequest()
         fields: dict[str, Any] = {"steps": self.steps, "sampler": self.sampler, "schedule": self.schedule}
-        for name in ("eta", "variance_type", "variance_bound", "guidance_scale"):
+        for name in ("eta", "variance_type", "variance_bound", "variance_form", "guidance_scale"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
         return GenerationRequest.model_validate(fields)
@@ -58,6 +67,8 @@ class Setting:
     @property
     def family(self) -> str:
         """The plot line this setting belongs to: everything but the step count."""
+        if self.model_default:
+            return "default"
         parts: list[str] = [self.sampler]
         if self.sampler == "ddpm":
             parts.append(self.variance_type or "fixed_small")
@@ -65,6 +76,8 @@ class Setting:
             parts.append(f"η={self.eta:g}")
         if self.schedule != "uniform":
             parts.append(self.schedule)
+        if self.variance_form == "posterior":
+            parts.append("posterior")
         if self.variance_bound is not None:
             parts.append(f"b={self.variance_bound:g}")
         if self.guidance_scale is not None:
@@ -73,7 +86,7 @@ class Setting:
 
     @property
     def label(self) -> str:
-        return f"{self.family} {self.steps}"
+        return "default request" if self.model_default else f"{self.family} {self.steps}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,54 @@ SIZES: dict[bool, dict[ModelKind, SweepSize]] = {
     True: {"exact": SweepSize((1, 8), 48, 3), "trained": SweepSize(tuple(range(10)), 2, 3)},
     False: {"exact": SweepSize((0, 1, 8), 128, 5), "trained": SweepSize(tuple(range(10)), 10, 5)},
 }
+
+
+SCHEDULE_SAMPLERS: tuple[SamplerName, ...] = ("unipc", "dpmpp_2m", "ddim")
+SCHEDULE_STEPS: dict[ModelKind, tuple[int, ...]] = {
+    "exact": (4, 5, 6, 8, 10, 15, 20),
+    "trained": (4, 5, 6, 8, 10),
+}
+OLD_DEFAULT_STEPS = 50  # the default request before defaults were measured: 50 DDIM steps
+
+
+def _schedules(
+    model: ModelKind,
+    steps: tuple[int, ...],
+    samplers: tuple[SamplerName, ...],
+    schedules: tuple[ScheduleName, ...] = ("uniform", "karras", "optimized"),
+) -> list[Setting]:
+    """The optimized schedule against the hand-made ones (uniform, Karras) at each NFE."""
+    return [
+        Setting(
+            model,
+            sampler,
+            n,
+            schedule=schedule,
+            eta=0.0 if sampler == "ddim" else None,
+            groups=("schedules",),
+        )
+        for sampler in samplers
+        for n in steps
+        for schedule in schedules
+    ]
+
+
+def _defaults(model: ModelKind) -> list[Setting]:
+    """The model's default request, and the 50-step DDIM that was the default before."""
+    return [
+        Setting(model, "ddim", 0, groups=("default",), model_default=True, grid=model == "trained"),
+        Setting(model, "ddim", OLD_DEFAULT_STEPS, eta=0.0, groups=("default",), grid=model == "trained"),
+    ]
+
+
+def _merge(settings: list[Setting]) -> list[Setting]:
+    """One setting per label, carrying the groups of every duplicate (first occurrence kept)."""
+    merged: dict[str, Setting] = {}
+    for setting in settings:
+        first = merged.get(setting.label)
+        groups = setting.groups if first is None else first.groups + setting.groups
+        merged[setting.label] = replace(first or setting, groups=tuple(dict.fromkeys(groups)))
+    return list(merged.values())
 
 
 def _ladder(model: ModelKind, sampler: SamplerName, steps: tuple[int, ...], **knobs: Any) -> list[Setting]:
@@ -111,6 +172,8 @@ def exact_settings(quick: bool) -> list[Setting]:
             *_ladder("exact", "unipc", (10,)),
             Setting("exact", "ddim", 10, schedule="karras", eta=0.0, groups=("solver",)),
             Setting("exact", "ddim", 10, eta=0.0, guidance_scale=2.0, groups=("guidance",)),
+            *_schedules("exact", (5, 8), ("unipc",)),
+            *_defaults("exact"),
         ]
         bounds, bound_steps = BOUNDS_QUICK, 10
     else:
@@ -132,19 +195,47 @@ def exact_settings(quick: bool) -> list[Setting]:
             ]
             settings.append(Setting("exact", "ddpm", 20, schedule=schedule, groups=("solver",), **small))
         settings += [Setting("exact", "dpmpp_2m", n, schedule="karras", groups=("solver",)) for n in (10, 20)]
+        settings += _schedules("exact", SCHEDULE_STEPS["exact"], SCHEDULE_SAMPLERS) + _defaults("exact")
         for scale in (2.0, 3.0):
             settings.append(Setting("exact", "ddim", 20, eta=0.0, guidance_scale=scale, groups=("guidance",)))
             settings.append(Setting("exact", "ddpm", 20, guidance_scale=scale, groups=("guidance",), **small))
         bounds, bound_steps = BOUNDS_FULL, 10
-    for bound in bounds:
-        settings.append(
-            Setting("exact", "ddpm", bound_steps, variance_bound=bound, groups=("bound",), **small)
-        )
-        settings.append(
-            Setting("exact", "ddim", bound_steps, eta=1.0, variance_bound=bound, groups=("bound",))
-        )
+    settings += _bounds("exact", bound_steps, bounds, full=not quick)
     settings = [replace(s, grid=True) if s.label in EXACT_GRID else s for s in settings]
-    return _mark_groups(settings, bound_steps)
+    return _mark_groups(_merge(settings), bound_steps)
+
+
+def _bounds(model: ModelKind, steps: int, bounds: tuple[float, ...], full: bool) -> list[Setting]:
+    """The variance bound on DDPM (marginal form; posterior form for contrast; fixed_large) and,
+    on the exact model, on DDIM η = 1."""
+    rows: list[Setting] = []
+    large = (None, 0.2, 0.1, 0.05, 0.02, 0.0) if full and model == "exact" else (None, 0.1, 0.02, 0.0)
+    posterior = bounds if model == "exact" else (0.1, 0.0)  # the trained model's images cost
+    for bound in bounds:
+        rows.append(
+            Setting(
+                model, "ddpm", steps, variance_type="fixed_small", variance_bound=bound, groups=("bound",)
+            )
+        )
+        if bound in posterior:
+            rows.append(
+                Setting(
+                    model,
+                    "ddpm",
+                    steps,
+                    variance_type="fixed_small",
+                    variance_bound=bound,
+                    variance_form="posterior",
+                    groups=("bound",),
+                )
+            )
+        if model == "exact":
+            rows.append(Setting(model, "ddim", steps, eta=1.0, variance_bound=bound, groups=("bound",)))
+    rows += [
+        Setting(model, "ddpm", steps, variance_type="fixed_large", variance_bound=bound, groups=("bound",))
+        for bound in large
+    ]
+    return rows
 
 
 def trained_settings(quick: bool) -> list[Setting]:
@@ -156,6 +247,8 @@ def trained_settings(quick: bool) -> list[Setting]:
             Setting("trained", "ddpm", 10, groups=("ordering",), grid=True, **small),
             Setting("trained", "dpmpp_2m", 10, groups=("solver",)),
             Setting("trained", "ddim", 10, eta=0.0, guidance_scale=1.0, groups=("guidance",)),
+            *_schedules("trained", (5,), ("unipc",)),
+            Setting("trained", "ddim", 0, groups=("default",), model_default=True),
         ]
         bounds: tuple[float, ...] = (0.0,)
     else:
@@ -169,21 +262,23 @@ def trained_settings(quick: bool) -> list[Setting]:
             Setting("trained", "unipc", 10, groups=("solver",)),
             Setting("trained", "ddim", 20, eta=0.0, guidance_scale=1.0, groups=("guidance",)),
             Setting("trained", "ddim", 20, eta=0.0, guidance_scale=3.0, groups=("guidance",)),
+            # the images cost: every schedule for UniPC, fewer for the others
+            *_schedules("trained", SCHEDULE_STEPS["trained"], ("unipc",)),
+            *_schedules("trained", (5, 8, 10), ("dpmpp_2m",), ("uniform", "optimized")),
+            *_schedules("trained", (5, 10), ("ddim",), ("optimized",)),
+            *_defaults("trained"),
         ]
         bounds = BOUNDS_FULL
-    for bound in bounds:
-        settings.append(
-            Setting(
-                "trained",
-                "ddpm",
-                10,
-                variance_bound=bound,
-                groups=("bound",),
-                grid=bound in (0.1, 0.0),
-                **small,
-            )
-        )
-    return _mark_groups(settings, 10)
+    settings += [
+        replace(s, grid=s.variance_bound in (0.1, 0.0) and s.variance_type == "fixed_small")
+        for s in _bounds("trained", 10, bounds, full=not quick)
+    ]
+    if not quick:  # at 20 steps DDIM (the bound's end) is cleaner than DDPM on this model
+        settings += [
+            Setting("trained", "ddpm", 20, variance_bound=bound, groups=("bound",), **small)
+            for bound in (None, 0.1, 0.0)
+        ]
+    return _mark_groups(_merge(settings), 10)
 
 
 def _mark_groups(settings: list[Setting], bound_steps: int) -> list[Setting]:
@@ -195,7 +290,12 @@ def _mark_groups(settings: list[Setting], bound_steps: int) -> list[Setting]:
     marked = []
     for s in settings:
         groups = list(s.groups)
-        plain = s.schedule == "uniform" and s.guidance_scale is None and s.variance_bound is None
+        plain = (
+            s.schedule == "uniform"
+            and s.guidance_scale is None
+            and s.variance_bound is None
+            and not s.model_default
+        )
         if plain and s.steps in (10, 20) and (s.sampler == "ddpm" or s.eta == 0.0):
             groups.append("ordering")
         stochastic = (s.sampler == "ddpm" and s.variance_type == "fixed_small") or s.eta == 1.0

@@ -45,7 +45,9 @@ from sklearn.decomposition import PCA
 from sklearn.svm import SVC
 
 from protocol.resolution import RequestFieldError
+from protocol.schema import ResolvedConfig
 from workers.evaluation.class_accuracy import class_states, fit_digit_classifier
+from workers.evaluation.exact_error import exact_error
 from workers.evaluation.noise_metrics import (
     ClassGaussian,
     frechet_distance,
@@ -69,7 +71,7 @@ from workers.images import to_uint8
 from workers.models.loading import LoadedModel
 from workers.noise_estimate import noise_estimate
 from workers.sampling.engine import SamplingEngine
-from workers.sampling.state import rows_of
+from workers.sampling.state import rows_of, visited_timesteps
 from workers.training.data import load_mnist_digits, to_unit_range
 
 SEED = 20240
@@ -90,6 +92,8 @@ class Sampled:
     alpha_prod_start: float  # ᾱ at the first visited timestep (the initial latent assumes ≈ 0)
     rows_per_image: int
     seconds: float
+    config: ResolvedConfig  # of the first image (the others differ in class and seed only)
+    timesteps: list[float]  # visited
 
 
 @dataclass
@@ -146,6 +150,8 @@ def sample_setting(model: LoadedModel, setting: Setting, size: SweepSize, seed: 
         alpha_prod_start=float(first.scheduler.alphas_cumprod[round(float(first.scheduler.timesteps[0]))]),
         rows_per_image=states[0].num_steps * states[0].rows,
         seconds=seconds,
+        config=first.config,
+        timesteps=visited_timesteps(first.scheduler),
     )
 
 
@@ -162,6 +168,18 @@ def exact_metrics(latents: np.ndarray, labels: np.ndarray, gaussians: dict[int, 
         }
     means = {k: float(np.mean([m[k] for m in per_class.values()])) for k in EXACT_METRICS}
     return {**means, "per_class": per_class}
+
+
+def closed_form_metrics(model: LoadedModel, config: ResolvedConfig, classes: tuple[int, ...]) -> dict:
+    """The population FD* and ratios of ``config`` (``exact_error``), where the sampler is linear
+    (guidance 1, no clipping) and its noise can be followed; else nothing."""
+    try:
+        error = exact_error(
+            exact_mixture(model), model.scheduler_config, config, classes, model.optimized_schedules
+        )
+    except ValueError:
+        return {}
+    return {"fd_exact": error.fd, "low_ratio_exact": error.low_ratio, "high_ratio_exact": error.high_ratio}
 
 
 def trained_metrics(pixels: np.ndarray, labels: np.ndarray, data: DataReference) -> dict:
@@ -261,9 +279,14 @@ def run_model(
             continue
         if kind == "exact":
             metrics = exact_metrics(sampled.latents, sampled.labels, gaussians)
+            metrics.update(closed_form_metrics(model, sampled.config, size.classes))
         else:
             metrics = trained_metrics(sampled.pixels, sampled.labels, data)  # type: ignore[arg-type]
         row.update(
+            sampler=sampled.config.sampler,
+            steps=sampled.config.steps,
+            schedule=sampled.config.schedule,
+            timesteps=sampled.timesteps,
             nfe=sampled.nfe,
             alpha_prod_start=sampled.alpha_prod_start,
             rows_per_image=sampled.rows_per_image,

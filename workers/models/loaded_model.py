@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 import torch
 
 from protocol.schema import ModelInfo, ResolvedConfig
+from workers.models.optimized_schedules import Table as OptimizedTable
 
 Condition: TypeAlias = int | torch.Tensor | None
 
@@ -35,6 +36,8 @@ class LoadedModel(ABC):
         self.device = device
         self.dtype = dtype
         self.load_seconds = 0.0
+        # sampler -> steps -> timesteps of ``schedule: "optimized"`` (the folder's optimized_schedules.json)
+        self.optimized_schedules: OptimizedTable = {}
 
     @property
     @abstractmethod

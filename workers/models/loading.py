@@ -7,7 +7,9 @@
   ``workers.training.fit_gaussian``; the metadata file's ``architecture`` says which.
 
 Request defaults come from the family (Stable Diffusion's guidance 7.5, DiT's 4.0), then the
-folder's own metadata, then the registry entry, each overriding the one before.
+folder's own metadata, then the registry entry, each overriding the one before. A folder's
+``optimized_schedules.json`` (``workers.models.optimized_schedules``) is loaded with it and
+advertised in ``ModelInfo.optimized_schedules``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from workers.models.latent_class_model import LatentClassTransformerModel
 from workers.models.latent_text_model import LatentTextModel
 from workers.models.loaded_model import LoadedModel
 from workers.models.metadata import Architecture, ModelMetadata
+from workers.models.optimized_schedules import read_optimized_schedules, steps_by_sampler
 from workers.models.pipeline_folder import PipelineFolder, is_pipeline_folder, read_pipeline_folder
 from workers.models.pixel_model import PixelModel
 from workers.models.prompt_encoder import PromptEncoder
 from workers.models.registry import RegistryEntry
 from workers.models.vae_codec import VaeCodec
+from workers.sampling.schedules import is_stable_diffusion_schedule
 
 log = logging.getLogger("workers.models")
 
@@ -70,6 +74,7 @@ def _schedule_fields(scheduler_config: dict[str, Any]) -> dict[str, Any]:
         "training_noise_schedule": str(scheduler_config.get("beta_schedule", "unknown")),
         "num_train_timesteps": int(scheduler_config["num_train_timesteps"]),
         "prediction_type": str(scheduler_config.get("prediction_type", "epsilon")),
+        "ays_schedule": is_stable_diffusion_schedule(scheduler_config),
     }
 
 
@@ -200,8 +205,12 @@ def load_model(
         )
     else:
         model = _load_project_folder(entry, folder, device, dtype, options)
-    if entry.defaults:
-        model.info = ModelInfo.model_validate({**model.info.model_dump(), **entry.request_defaults()})
+    model.optimized_schedules = read_optimized_schedules(folder, model.info.num_train_timesteps)
+    advertised = {
+        "optimized_schedules": steps_by_sampler(model.optimized_schedules),
+        **entry.request_defaults(),
+    }
+    model.info = ModelInfo.model_validate({**model.info.model_dump(), **advertised})
     if model.info.prediction_type not in SERVED_PREDICTIONS:
         raise ValueError(
             f"model {entry.name!r}: prediction_type {model.info.prediction_type!r} is not served "

@@ -11,8 +11,10 @@ mixture, through ``workers.models.gaussian_mixture.save_gaussian_mixture``); rea
     num_classes, null_class class labels 0..num_classes-1; null_class: the unconditional label
     class_names             one name per class
     image_size, channels    square images of image_size² pixels
-    default_guidance_scale, default_steps, default_sampler
+    default_guidance_scale, default_steps, default_sampler, default_schedule
                             request defaults; when absent, ``protocol.schema.ModelInfo``'s apply
+                            (``default_schedule`` applies where it exists for the request's
+                            sampler and steps)
     training | fit          how the model was made (free-form; the service does not read it)
 
 Absent keys stay absent: ``write`` after ``read`` gives the same bytes (keys in the order above,
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from protocol.schema import Conditioning, SamplerName
+from protocol.schema import Conditioning, SamplerName, ScheduleName
 
 MODEL_METADATA_FILE = "denoise_model.json"
 Architecture = Literal["unet2d", "gaussian_mixture"]
@@ -48,6 +50,7 @@ class ModelMetadata(BaseModel):
     default_guidance_scale: float | None = None
     default_steps: int | None = None
     default_sampler: SamplerName | None = None
+    default_schedule: ScheduleName | None = None
     training: dict[str, Any] | None = None
     fit: dict[str, Any] | None = None
 
@@ -62,6 +65,7 @@ class ModelMetadata(BaseModel):
             "default_guidance_scale": self.default_guidance_scale,
             "default_steps": self.default_steps,
             "default_sampler": self.default_sampler,
+            "default_schedule": self.default_schedule,
         }
         return {key: value for key, value in stated.items() if value is not None}
 

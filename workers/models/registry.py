@@ -14,6 +14,7 @@ operator adds entries without code with a file in the same format, named by
     variant = "fp16"                 # optional: load the ``*.fp16.*`` weight files
     default_steps = 25               # optional request defaults (else the model family's)
     default_sampler = "dpmpp_2m"
+    default_schedule = "ays"         # where it exists for the request's sampler and steps
     default_guidance_scale = 7.5
 
 A folder is a diffusers pipeline folder (``model_index.json``) or one of the project's own
@@ -29,7 +30,7 @@ from pathlib import Path
 
 BUNDLED_REGISTRY = Path(__file__).with_name("registry.toml")
 _SOURCE_KEYS = ("path", "hf_repo")
-_DEFAULT_KEYS = ("default_steps", "default_sampler", "default_guidance_scale")
+_DEFAULT_KEYS = ("default_steps", "default_sampler", "default_schedule", "default_guidance_scale")
 
 
 class UnknownModelError(KeyError):

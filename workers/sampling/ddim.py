@@ -27,6 +27,7 @@ from diffusers import DDIMScheduler
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 
+from workers.sampling.predictions import NoiseSource, original_and_noise, standard_normal
 from workers.sampling.registered_config import extends_config
 
 
@@ -49,6 +50,8 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.injected_noise_std: list[float] = []  # σ'_t of each step taken (0 when η = 0)
+        # draws z; the exact evaluation (``workers.evaluation.exact_error``) swaps in its own
+        self.noise_source: NoiseSource = standard_normal
 
     def set_timesteps(
         self,
@@ -84,31 +87,10 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
         # 2. ᾱ_t and ᾱ_{t'}
         alpha_prod_t = self.alphas_cumprod[t]
         alpha_prod_t_prev = self.alphas_cumprod[t_prev] if t_prev >= 0 else self.final_alpha_cumprod
-        beta_prod_t = 1 - alpha_prod_t
 
-        # 3. predicted x̂_0 and ε̂ (eq. 9; for v-prediction, Salimans & Ho 2022 §4), then clip or
-        #    threshold x̂_0
-        if self.config.prediction_type == "v_prediction":
-            pred_original_sample = alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output
-            pred_epsilon = alpha_prod_t**0.5 * model_output + beta_prod_t**0.5 * sample
-        elif self.config.prediction_type == "epsilon":
-            pred_epsilon = model_output
-            pred_original_sample = (sample - beta_prod_t**0.5 * pred_epsilon) / alpha_prod_t**0.5
-        elif self.config.prediction_type == "sample":
-            pred_original_sample = model_output
-            pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
-        else:
-            raise ValueError(
-                f"prediction_type {self.config.prediction_type!r}: expected epsilon, v_prediction or sample"
-            )
-        if self.config.thresholding or self.config.clip_sample:
-            if self.config.thresholding:
-                pred_original_sample = self._threshold_sample(pred_original_sample)
-            else:
-                limit = self.config.clip_sample_range
-                pred_original_sample = pred_original_sample.clamp(-limit, limit)
-            # keep ε̂ consistent with the x̂_0 that is used
-            pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
+        # 3. predicted x̂_0 and ε̂ (eq. 9; for v-prediction, Salimans & Ho 2022 §4), x̂_0 clipped or
+        #    thresholded
+        pred_original_sample, pred_epsilon = original_and_noise(self, model_output, sample, alpha_prod_t)
 
         # 4. σ_t(η) (eq. 16), then scale and bound it
         eta = self.config.eta
@@ -124,11 +106,7 @@ class VarianceControlledDDIMScheduler(DDIMScheduler):
 
         # 6. inject σ'_t z; a deterministic run (η = 0) draws nothing from the generator
         if eta > 0:
-            device = generator.device if generator is not None else model_output.device
-            noise = torch.randn(
-                model_output.shape, generator=generator, dtype=model_output.dtype, device=device
-            ).to(model_output.device)
-            prev_sample = prev_sample + std_dev_t * noise
+            prev_sample = prev_sample + std_dev_t * self.noise_source(model_output, generator)
         self.injected_noise_std.append(std_dev_t if eta > 0 else 0.0)
 
         return DDIMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

@@ -15,9 +15,7 @@ from typing import Any, Literal
 
 from diffusers import (
     DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
-    UniPCMultistepScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -26,7 +24,9 @@ from protocol.samplers import KnobName
 from protocol.schema import ResolvedConfig, SamplerName, ScheduleName
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.ddpm import VarianceControlledDDPMScheduler
+from workers.sampling.euler_ancestral import VarianceControlledEulerAncestralScheduler
 from workers.sampling.schedules import DIFFUSERS_SPACING
+from workers.sampling.unipc import TimestepListUniPCScheduler
 
 # Each public knob, as the scheduler config keys it sets (from the resolved configuration).
 KNOB_CONFIG: dict[KnobName, Callable[[ResolvedConfig], dict[str, Any]]] = {
@@ -34,6 +34,7 @@ KNOB_CONFIG: dict[KnobName, Callable[[ResolvedConfig], dict[str, Any]]] = {
     "variance_bound": lambda c: {"variance_bound": c.variance_bound},
     "variance_scale": lambda c: {"variance_scale": 1.0 if c.variance_scale is None else c.variance_scale},
     "variance_type": lambda c: {"variance_type": c.variance_type or "fixed_small"},
+    "variance_form": lambda c: {"variance_form": c.variance_form or "marginal"},
     "clip_sample": lambda c: {"clip_sample": c.clip_sample},
     "dynamic_thresholding": lambda c: {
         "thresholding": c.dynamic_thresholding,
@@ -55,7 +56,9 @@ class SamplerEntry:
     ``even_spacing`` says who computes the ``uniform``, ``leading`` and ``linspace`` schedules:
     ``timestep_schedule`` (the scheduler visits our list, like every other schedule) or the
     diffusers class itself, through its ``timestep_spacing`` and ``set_timesteps(steps)``
-    (``workers.sampling.schedules`` records where the two differ).
+    (``workers.sampling.schedules`` records where the two differ). Every other schedule (the
+    hand-made spacings, ``ays`` and the model's ``optimized`` table) reaches the scheduler as
+    ``set_timesteps(timesteps=...)``, so a sampler offers them only if its class takes a list.
     """
 
     name: SamplerName
@@ -83,7 +86,14 @@ SAMPLER_ENTRIES: tuple[SamplerEntry, ...] = (
         name="ddpm",
         scheduler_class=VarianceControlledDDPMScheduler,
         fixed={},
-        knobs=("variance_type", "variance_bound", "variance_scale", "clip_sample", "dynamic_thresholding"),
+        knobs=(
+            "variance_type",
+            "variance_bound",
+            "variance_scale",
+            "variance_form",
+            "clip_sample",
+            "dynamic_thresholding",
+        ),
         even_spacing="timestep_schedule",
     ),
     SamplerEntry(
@@ -102,7 +112,7 @@ SAMPLER_ENTRIES: tuple[SamplerEntry, ...] = (
     ),
     SamplerEntry(
         name="unipc",
-        scheduler_class=UniPCMultistepScheduler,
+        scheduler_class=TimestepListUniPCScheduler,
         fixed={"solver_order": 2, "predict_x0": True},
         knobs=("dynamic_thresholding",),
         even_spacing="diffusers",
@@ -116,9 +126,9 @@ SAMPLER_ENTRIES: tuple[SamplerEntry, ...] = (
     ),
     SamplerEntry(
         name="euler_a",
-        scheduler_class=EulerAncestralDiscreteScheduler,
+        scheduler_class=VarianceControlledEulerAncestralScheduler,
         fixed={},
-        knobs=(),
+        knobs=("variance_bound", "variance_scale"),
         even_spacing="diffusers",
     ),
 )

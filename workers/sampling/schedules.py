@@ -7,6 +7,12 @@ strides of T/N counted back from T, so the first step is at the noisiest timeste
 (Song et al. 2021, appendix D.2: τ_i = ⌊c i²⌋ with c chosen so the last step lands at 0.8 T),
 which spends more steps at low noise; ``cosine`` places steps at t_i = T (1 - cos(π i / 2N)),
 denser still near t = 0.
+``ays`` is Align Your Steps (Sabour et al. 2024) for Stable Diffusion's noise schedule (scaled_linear
+betas 0.00085–0.012, T = 1000; ``is_stable_diffusion_schedule``): the published 10-step table that
+diffusers ships (``AysSchedules["StableDiffusionTimesteps"]``), and for other step counts that table
+interpolated linearly in log σ (the paper's ``loglinear_interp``) and mapped back to the nearest
+training timesteps. ``optimized`` is not computed here: the model's own table
+(``workers.models.optimized_schedules``) gives its timesteps.
 ``karras`` is Karras et al. (2022), eq. (5): σ_i = (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ
 with ρ = 7, mapped to the nearest training timesteps by σ_t = √((1 − ᾱ_t) / ᾱ_t). σ_max is capped at
 80 as in that paper: a cosine training schedule reaches σ ≈ 2·10⁴ at t = T−1, and an uncapped ρ = 7
@@ -36,7 +42,11 @@ Unifying them would change the images of those samplers; the differences are rec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+from diffusers.schedulers.scheduling_utils import AysSchedules
 
 from protocol.schema import ScheduleName
 
@@ -76,6 +86,40 @@ def karras_ascending(num_steps: int, alphas_cumprod: np.ndarray) -> np.ndarray:
     return np.round(timesteps[::-1])
 
 
+AYS_TIMESTEPS: tuple[int, ...] = tuple(AysSchedules["StableDiffusionTimesteps"])
+STABLE_DIFFUSION_SCHEDULE = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "num_train_timesteps": 1000,
+}
+
+
+def is_stable_diffusion_schedule(training_scheduler_config: Mapping[str, Any]) -> bool:
+    """Whether a training noise schedule is Stable Diffusion's, the one the AYS tables were made for."""
+    for key, value in STABLE_DIFFUSION_SCHEDULE.items():
+        stated = training_scheduler_config.get(key)
+        if isinstance(value, float):
+            if not isinstance(stated, int | float) or abs(float(stated) - value) > 1e-9:
+                return False
+        elif stated != value:
+            return False
+    return not training_scheduler_config.get("trained_betas") and not training_scheduler_config.get(
+        "rescale_betas_zero_snr"
+    )
+
+
+def ays_ascending(num_steps: int, alphas_cumprod: np.ndarray) -> np.ndarray:
+    """Fractional timesteps (ascending) of the AYS table, log-σ interpolated to ``num_steps``."""
+    sigmas_train = np.sqrt((1 - alphas_cumprod) / alphas_cumprod)
+    table = np.array(AYS_TIMESTEPS)
+    if num_steps == 1:
+        return table[:1].astype(np.float64)
+    log_sigmas = np.log(sigmas_train[table])[::-1]  # ascending
+    log_sigmas = np.interp(np.linspace(0, 1, num_steps), np.linspace(0, 1, len(table)), log_sigmas)
+    return np.round(np.interp(log_sigmas, np.log(sigmas_train), np.arange(len(sigmas_train))))
+
+
 def timestep_schedule(
     schedule: ScheduleName,
     num_steps: int,
@@ -84,7 +128,7 @@ def timestep_schedule(
 ) -> list[int]:
     """Returns ``num_steps`` distinct timesteps, noisiest first.
 
-    ``alphas_cumprod`` (ᾱ_t of the training schedule) is needed for ``karras`` only.
+    ``alphas_cumprod`` (ᾱ_t of the training schedule) is needed for ``karras`` and ``ays``.
     """
     T, N = num_train_timesteps, num_steps
     if not 1 <= N <= T:
@@ -104,6 +148,14 @@ def timestep_schedule(
         if alphas_cumprod is None:
             raise ValueError("the karras schedule needs the training alphas_cumprod")
         ascending = karras_ascending(N, alphas_cumprod)
+    elif schedule == "ays":
+        if alphas_cumprod is None:
+            raise ValueError("the ays schedule needs the training alphas_cumprod")
+        ascending = ays_ascending(N, alphas_cumprod)
+    elif schedule == "optimized":
+        raise ValueError(
+            "optimized timesteps come from the model's table (workers.models.optimized_schedules)"
+        )
     else:
         raise ValueError(f"unknown schedule {schedule!r}")
     ascending = np.clip(ascending, 0, T - 1)

@@ -77,7 +77,7 @@ def new_states(job_id: str, config: ResolvedConfig, model: LoadedModel) -> list[
     shape = (1, *model.latent_shape(config.width, config.height))
     condition, uncondition = model.conditions(config)
     for index in range(config.num_images):
-        scheduler = build_scheduler(config, model.scheduler_config)
+        scheduler = build_scheduler(config, model.scheduler_config, model.optimized_schedules)
         generator = torch.Generator(device="cpu").manual_seed(config.seed + index)
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         if model.device.type == "cpu":
