@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-tools run test reliability soak test-slow lint format bench eval eval-quick train fit-gauss clean
+.PHONY: venv system-tools run test reliability soak test-slow lint format bench eval eval-quick schedules train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,8 +49,12 @@ eval: $(STAMP)  ## class accuracy vs guidance, then the full sampling-noise swee
 	$(PY) -m workers.evaluation.class_accuracy
 	$(PY) -m workers.evaluation.noise_sweep
 
-eval-quick: $(STAMP)  ## the sampling-noise sweep on a few settings, small n (1-1.5 min); writes eval/results/noise/quick/
+eval-quick: $(STAMP)  ## the sampling-noise sweep on a few settings (optimized schedules included), small n; writes eval/results/noise/quick/
 	$(PY) -m workers.evaluation.noise_sweep --quick
+
+schedules: $(STAMP)  ## re-optimise the bundled models' timesteps (about 15 + 30 min on 2 cores); writes optimized_schedules.json
+	$(PY) -m workers.evaluation.optimize_schedules --model mnist-gauss
+	$(PY) -m workers.evaluation.optimize_schedules --model mnist-unet
 
 train: $(STAMP)  ## retrain the bundled model (about 100 minutes on 2 CPU cores)
 	$(PY) -m workers.training --run-dir runs/mnist-unet --steps 4000 --out workers/models/mnist-unet

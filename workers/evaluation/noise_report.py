@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 WITHIN = 0.10  # "within 10% of the reference FD"
@@ -80,8 +82,13 @@ def add_answers(report: dict[str, Any]) -> None:
         ordering.setdefault(str(row["nfe"]), []).append(row)
     answers["ordering_by_fd_structured"] = {
         steps: [
-            {"label": r["label"], "fd_structured": r["fd_structured"], "low_ratio": r["low_ratio"]}
-            for r in sorted(rows, key=lambda r: r["fd_structured"])
+            {
+                "label": r["label"],
+                "fd_structured": r["fd_structured"],
+                "fd_exact": r.get("fd_exact"),
+                "low_ratio": r["low_ratio"],
+            }
+            for r in sorted(rows, key=lambda r: r.get("fd_exact", r["fd_structured"]))
         ]
         for steps, rows in ordering.items()
     }
@@ -117,6 +124,26 @@ def add_answers(report: dict[str, Any]) -> None:
 
 
 QUALITY = {"exact": "fd_exact", "trained": "fd_features"}
+SCHEDULE_RESULTS = Path("eval/results/schedules")
+OLD_DEFAULT_REFERENCE = "DDIM, 50 steps"
+
+
+def teacher_errors(model: str) -> tuple[dict[tuple[Any, Any, Any], float], float] | None:
+    """The held-out RMS from the teacher of every (sampler, schedule, steps) that
+    ``optimize_schedules`` judged on ``model``, and that of 50-step DDIM; None before it ran."""
+    path = SCHEDULE_RESULTS / f"{model}.json"
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text())
+    errors = {}
+    for sampler, by_steps in document["schedules"].items():
+        for steps, record in by_steps.items():
+            for schedule, value in record.get("held_out", {}).items():
+                errors[(sampler, schedule, int(steps))] = float(value)
+    limit = document.get("references", {}).get(OLD_DEFAULT_REFERENCE)
+    return (errors, float(limit)) if limit is not None else None
+
+
 FLOOR_NOISE = {"exact": "fd_structured", "trained": "fd_features"}
 
 
@@ -145,7 +172,7 @@ def choose_default(report: dict[str, Any], kind: str) -> dict[str, Any]:
         and (kind == "exact" or r["accuracy"] >= best["accuracy"] - 0.01)
     ]
     chosen = min(good, key=lambda r: (r["nfe"], _quality(r, kind)))
-    summary = {
+    summary: dict[str, Any] = {
         "metric": QUALITY[kind],
         "noise": noise,
         "best": {"label": best["label"], "nfe": best["nfe"], "value": _quality(best, kind)},
@@ -155,6 +182,20 @@ def choose_default(report: dict[str, Any], kind: str) -> dict[str, Any]:
             key=lambda r: (r["nfe"], r["value"]),
         ),
     }
+    teacher = teacher_errors(report[kind]["model"]) if kind == "trained" else None
+    if teacher is not None:
+        # the features' FD cannot see fine detail: also ask for the old default's distance from
+        # the teacher's images (the ODE solved finely), on latents the schedule search never saw
+        errors, limit = teacher
+        for entry in summary["within_noise"]:
+            row = next(r for r in good if r["label"] == entry["label"])
+            entry["teacher_rms"] = errors.get((row.get("sampler"), row.get("schedule"), row.get("nfe")))
+        close = [
+            e for e in summary["within_noise"] if e["teacher_rms"] is not None and e["teacher_rms"] <= limit
+        ]
+        summary["teacher_limit"] = limit
+        if close:
+            summary["chosen_as_close_to_the_teacher"] = min(close, key=lambda e: (e["nfe"], e["value"]))
     for row in report_rows(report, kind, "default"):
         summary["default request" if row["label"] == "default request" else "old default"] = {
             "label": row["label"],
@@ -249,9 +290,14 @@ def _answer_lines(report: dict[str, Any]) -> list[str]:
             ]
     for steps, ranked in answers.get("ordering_by_fd_structured", {}).items():
         order = " < ".join(
-            f"{r['label']} ({r['fd_structured']:.2f}; low {r['low_ratio']:.2f})" for r in ranked
+            f"{r['label']} ({r['fd_exact']:.2f}; estimate {r['fd_structured']:.2f}; low {r['low_ratio']:.2f})"
+            if r.get("fd_exact") is not None
+            else f"{r['label']} ({r['fd_structured']:.2f}; low {r['low_ratio']:.2f})"
+            for r in ranked
         )
-        lines.append(f"- {steps} NFE, FD* (low-direction variance ratio): {order}")
+        lines.append(
+            f"- {steps} NFE, by the closed-form FD* (the estimate; low-direction variance ratio): {order}"
+        )
     if answers.get("ordering_by_fd_structured"):
         lines.append("")
     lines += [
@@ -279,6 +325,13 @@ def _answer_lines(report: dict[str, Any]) -> list[str]:
             f"within noise of the best ({best['label']}, {best['value']:.3g}) is **{chosen['label']}** "
             f"({chosen['nfe']} NFE, {chosen['value']:.3g})"
         )
+        closest = choice.get("chosen_as_close_to_the_teacher")
+        if closest:
+            lines.append(
+                f"  - and no farther from the teacher's images than 50 DDIM steps (held-out RMS ≤ "
+                f"{choice['teacher_limit']:.3g}): **{closest['label']}** ({closest['nfe']} NFE, RMS "
+                f"{closest['teacher_rms']:.3g})"
+            )
         for key in ("default request", "old default"):
             if key in choice:
                 row = choice[key]

@@ -23,17 +23,22 @@ def write_schedule_figure(document: dict[str, Any], path: Path) -> Path:
     for axes, sampler in zip(panels, samplers, strict=True):
         by_steps = {int(k): v for k, v in document["schedules"][sampler].items()}
         steps = sorted(by_steps)
-        lines = {"optimized": [by_steps[n]["error"] for n in steps]}
+        # judged on the images the search never saw, where it saw only some (the references too)
+        held_out = all("held_out" in by_steps[n] for n in steps)
+        lines = {"optimized": [by_steps[n]["held_out" if held_out else "error"] for n in steps]}
+        if held_out:
+            lines["optimized"] = [by_steps[n]["held_out"]["optimized"] for n in steps]
         for name in names[1:]:
-            if all(name in by_steps[n]["hand_made"] for n in steps):
-                lines[name] = [by_steps[n]["hand_made"][name] for n in steps]
+            source = "held_out" if held_out else "hand_made"
+            if all(name in by_steps[n][source] for n in steps):
+                lines[name] = [by_steps[n][source][name] for n in steps]
         for name, values in lines.items():
             axes.plot(
                 steps, values, linestyle=STYLES[name], marker="o", ms=3, color=colours[name], label=name
             )
         for label, value in document.get("references", {}).items():
             axes.axhline(value, color="grey", ls=":", lw=1, label=label)
-        decorate(axes, sampler, document["objective_short"])
+        decorate(axes, sampler + (" (held-out images)" if held_out else ""), document["objective_short"])
         axes.set_yscale("log")
         axes.set_xticks(steps, [str(n) for n in steps])
         axes.xaxis.set_minor_formatter(NullFormatter())
