@@ -179,7 +179,7 @@ BAD_REQUESTS = [
     ({"class_label": 12}, "class_label", "between 0 and 9"),
     ({"class_label": 1, "sampler": "euler", "eta": 0.5}, "eta", "samplers that honour it: ddim"),
     ({"class_label": 1, "sampler": "ddpm", "deterministic": True}, "deterministic", "always injects noise"),
-    ({"class_label": 1, "variance_bound": 0.1}, "variance_bound", "no effect"),
+    ({"class_label": 1, "sampler": "ddim", "variance_bound": 0.1}, "variance_bound", "no effect"),
     ({"class_label": 1, "eta": 1.5}, "eta", "less than or equal to 1"),
     ({"class_label": 1, "guidance_scale": 25}, "guidance_scale", "between 0 and 20"),
     ({"model": "../../etc/passwd"}, "model", "available: mnist-gauss, mnist-text, mnist-unet"),

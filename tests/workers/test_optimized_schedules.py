@@ -61,8 +61,7 @@ def test_a_bad_table_is_refused_naming_the_file(tmp_path: Path, schedules: dict,
         read_optimized_schedules(tmp_path, 1000)
 
 
-# mnist-unet's table (the GITS-style teacher search) is not shipped yet: only the exact model's is
-@pytest.mark.parametrize("name", ["mnist-gauss"])
+@pytest.mark.parametrize("name", ["mnist-gauss", "mnist-unet"])
 def test_the_bundled_models_serve_their_tables(name: str, request: pytest.FixtureRequest) -> None:
     model: LoadedModel = request.getfixturevalue("gauss_model" if name == "mnist-gauss" else "bundled_model")
     table = read_optimized_schedules(lookup(name).folder(), model.info.num_train_timesteps)
