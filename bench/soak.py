@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from bench.redis_census import census
 from devstack.__main__ import worker_models
 from devstack.redis_server import RedisServer, free_port
 from protocol.schema import TERMINAL_STATUSES
@@ -291,6 +293,7 @@ async def soak(stack: Stack, minutes: float, clients: int, fault_interval_s: flo
             faults.append(f"{time.monotonic() - started:.0f} s: {fault}")
             next_fault += fault_interval_s
     await asyncio.gather(*loops)
+    redis_keys = await asyncio.to_thread(census, redis.Redis.from_url(stack.redis.url))
     lost = sorted(tally.accepted - set(tally.outcomes))
     latencies = sorted(tally.latencies)
     outcomes = Counter(tally.outcomes.values())
@@ -312,7 +315,17 @@ async def soak(stack: Stack, minutes: float, clients: int, fault_interval_s: flo
         "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
         "memory_slope_mb_per_1000_jobs": {role: slope_mb_per_1000(s) for role, s in memory.items()},
         "rss_mb_last": {role: (s[-1][2] if s else None) for role, s in memory.items()},
+        # (finished jobs, MB) every ~2 s, thinned to at most 200 points per role: the curves behind the slopes
+        "rss_mb_by_finished_jobs": {role: thinned(s, 200) for role, s in memory.items()},
+        "redis_keys": redis_keys,
+        "redis_bytes_per_accepted_job": redis_keys["used_memory_bytes"] / max(1, len(tally.accepted)),
     }
+
+
+def thinned(samples: list[tuple[int, int, float]], points: int) -> list[tuple[int, int, float]]:
+    """Every k-th sample (pid, finished jobs, MB), so that at most ``points`` remain, the last kept."""
+    step = max(1, -(-len(samples) // points))
+    return samples[::-1][::step][::-1]
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -326,6 +339,16 @@ def print_report(report: dict[str, Any]) -> None:
     for role, slope in report["memory_slope_mb_per_1000_jobs"].items():
         shown = "n/a" if slope is None else f"{slope:+.2f} MB / 1000 jobs"
         print(f"  {'memory ' + role:<28} {shown} (last {report['rss_mb_last'][role] or 0:.0f} MB)")
+    keys = report["redis_keys"]
+    print(
+        f"  {'redis used_memory':<28} {keys['used_memory_bytes'] / 2**20:.1f} MB, "
+        f"{report['redis_bytes_per_accepted_job'] / 1024:.1f} KB per accepted job"
+    )
+    for kind, tally in keys["by_kind"].items():
+        megabytes = tally["bytes"] / 2**20
+        print(
+            f"    {kind:<26} {tally['keys']:>7} keys {megabytes:8.2f} MB, {tally['without_ttl']} without TTL"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if report["lost"] == 0 and report["idempotent_retries_split"] == 0 else 1
+    clean = report["redis_keys"]["per_job_keys_without_ttl"] == 0
+    return 0 if report["lost"] == 0 and report["idempotent_retries_split"] == 0 and clean else 1
 
 
 if __name__ == "__main__":

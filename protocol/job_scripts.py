@@ -109,7 +109,11 @@ end
 redis.call('HSET', KEYS[1], {_lua_string(QUEUED_SET_FIELD)}, cjson.encode(KEYS[3]), unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], job_ttl)
 redis.call('ZADD', KEYS[3], now, KEYS[1])
-redis.call('XADD', KEYS[2], '*', {_lua_string(STREAM_JOB_FIELD)}, ARGV[1])
+local entry_id = redis.call('XADD', KEYS[2], '*', {_lua_string(STREAM_JOB_FIELD)}, ARGV[1])
+-- entries older than the TTL name jobs that have expired or finished (a job hash lives job_ttl
+-- from submission while unfinished): trimmed, so the stream stays as long as the TTL window
+local entry_ms = tonumber(string.match(entry_id, '^(%d+)'))
+redis.call('XTRIM', KEYS[2], 'MINID', tostring(entry_ms - job_ttl * 1000))
 if #KEYS == 4 then
   local entry = cjson.encode({{id = ARGV[1], job_key = KEYS[1], fingerprint = ARGV[6]}})
   redis.call('SET', KEYS[4], entry, 'EX', tonumber(ARGV[5]))

@@ -18,3 +18,5 @@ def test_a_one_minute_soak_with_a_worker_kill_and_a_redis_restart_loses_nothing(
     assert len(report["faults"]) == 2
     assert report["lost"] == 0 and report["idempotent_retries_split"] == 0
     assert report["succeeded"] > 0
+    assert report["redis_keys"]["per_job_keys_without_ttl"] == 0
+    assert report["redis_keys"]["by_kind"]["job"]["keys"] > 0

@@ -17,6 +17,7 @@ dead-letter stream and acknowledged.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from protocol.schema import (
 )
 
 DEAD_LETTER_MAXLEN = 10_000
+
+log = logging.getLogger(__name__)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
@@ -168,8 +171,32 @@ class WorkerJobStore:
             self.stream, CONSUMER_GROUP, self.worker, min_idle_time=int(lease_s * 1000), count=count
         )
         claimed = response[1] if response else []
-        # an entry deleted from the stream comes back without fields: nothing to run
-        return [StreamEntry.parse(entry_id, fields) for entry_id, fields in claimed]
+        entries = [
+            StreamEntry.parse(entry_id, fields) for entry_id, fields in claimed if entry_id is not None
+        ]
+        if len(entries) < len(claimed):
+            self._ack_trimmed(lease_s)
+        return entries
+
+    def _ack_trimmed(self, lease_s: float) -> None:
+        """Acknowledges pending entries that are gone from the stream: the submit script trims
+        entries older than the job TTL, and Redis 6.2's XAUTOCLAIM answers nil for those, without
+        their ids and without removing them from the pending list (Redis 7 does both itself)."""
+        pending = self.client.xpending_range(
+            self.stream, CONSUMER_GROUP, min="-", max="+", count=1000, idle=int(lease_s * 1000)
+        )
+        gone = [
+            p["message_id"]
+            for p in pending
+            if not self.client.xrange(self.stream, p["message_id"], p["message_id"])
+        ]
+        if gone:
+            log.info(
+                "%d pending entries of %s were trimmed (their jobs expired): acknowledged",
+                len(gone),
+                self.stream,
+            )
+            self.client.xack(self.stream, CONSUMER_GROUP, *gone)
 
     def dead_letter(self, entry: StreamEntry, reason: str, job_id: str | None = None) -> None:
         """Copies the entry to the dead-letter stream with the reason, and acknowledges it."""

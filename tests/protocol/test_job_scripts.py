@@ -72,6 +72,15 @@ def test_every_way_out_of_queued_counts_once(client: redis.Redis) -> None:
     assert queued(client) == 1
 
 
+def test_stream_entries_older_than_the_ttl_are_trimmed_on_submit(client: redis.Redis) -> None:
+    for n in range(3):
+        submit(client, f"script-{n}")
+    assert client.xlen(jobs_stream_key(MODEL)) == 3
+    time.sleep(1.1)
+    submit(client, "script-3", ttl=1)  # the three older ones are past a 1 s TTL
+    assert [fields["job"] for _, fields in client.xrange(jobs_stream_key(MODEL))] == ["script-3"]
+
+
 def test_the_cap_refuses_without_enqueueing(client: redis.Redis) -> None:
     for n in range(3):
         submit(client, f"script-{n}", cap=3)

@@ -99,3 +99,20 @@ def test_an_idle_read_blocks_on_every_stream_and_wakes_for_any(redis_client: red
     redis_client.xadd(two.stream, {"job": "e" * 32})
     got = reader.read_new({one.stream: 4, two.stream: 4}, block_ms=5000)
     assert list(got) == [two.stream] and [e.job_id for e in got[two.stream]] == ["e" * 32]
+
+
+def test_a_pending_entry_trimmed_from_the_stream_is_acknowledged_not_run(redis_client: redis.Redis) -> None:
+    """The submit script trims entries older than the job TTL; one a dead worker had read is
+    acknowledged at the next reclaim instead of coming back forever without its job."""
+    store = WorkerJobStore(redis_client, f"m-{uuid.uuid4().hex[:8]}", "w", job_ttl_s=60)
+    store.ensure_group()
+    redis_client.xadd(store.stream, {"job": uuid.uuid4().hex})
+    live_job = uuid.uuid4().hex
+    redis_client.xadd(store.stream, {"job": live_job})
+    read = StreamReader(redis_client, "dead-worker").read_new({store.stream: 2}, None)[store.stream]
+    redis_client.xdel(store.stream, read[0].entry_id)  # as XTRIM MINID does to an old entry
+    time.sleep(0.01)
+    reclaimed = store.reclaim(count=10, lease_s=0)
+    assert [entry.job_id for entry in reclaimed] == [live_job]
+    pending = redis_client.xpending_range(store.stream, "workers", min="-", max="+", count=10)
+    assert [p["message_id"] for p in pending] == [read[1].entry_id]
