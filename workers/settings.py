@@ -46,6 +46,11 @@ class WorkerSettings(BaseSettings):
     channels_last: bool = Field(False, description="channels-last memory format (CUDA only)")
     compile: bool = Field(False, description="torch.compile the UNet (dynamic shapes: batch sizes vary)")
     torch_threads: int = Field(0, ge=0, description="intra-op threads on CPU (0: torch default)")
+    step_mode: Literal["vectorised", "per_image"] = Field(
+        "vectorised",
+        description="how the images of a tick take their step: a few batched tensor updates "
+        "(bit-identical to per_image), or each image's own scheduler.step (the reference)",
+    )
     job_ttl_s: int = Field(86_400, ge=60, description=JOB_TTL_DESCRIPTION)
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_ttl_s: float = Field(10.0, gt=0)

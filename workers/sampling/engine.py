@@ -38,7 +38,6 @@ from workers.sampling.guidance import combine_guidance
 from workers.sampling.predictions import predicted_x0
 from workers.sampling.state import SamplingState, new_states, rows_of
 
-
 StepMode = Literal["vectorised", "per_image"]
 
 
