@@ -174,10 +174,12 @@ def _load_pipeline_folder(
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    """The device (``auto``: CUDA when present) and dtype to run on; half precision only on CUDA."""
+    """The device (``auto``: CUDA when present) and dtype to run on. float16 only on CUDA;
+    bfloat16 on the CPU too, when asked (opt-in: it changes images; ``bench.forward_options``
+    measures it)."""
     resolved = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     torch_dtype = getattr(torch, dtype)
-    if resolved.type == "cpu" and torch_dtype != torch.float32:
+    if resolved.type == "cpu" and torch_dtype == torch.float16:
         log.info("dtype %s requested on CPU: using float32", dtype)
         torch_dtype = torch.float32
     return resolved, torch_dtype
