@@ -47,7 +47,7 @@ REQUESTS: list[dict[str, Any]] = [
 def variant(base: PixelModel, name: str) -> PixelModel:
     """A copy of the bundled model with option ``name`` applied to its network."""
     model = copy.copy(base)
-    network = copy.deepcopy(base.network)
+    network: Any = copy.deepcopy(base.network)
     if "bf16" in name:
         network = network.to(torch.bfloat16)
         model.dtype = torch.bfloat16
@@ -57,7 +57,7 @@ def variant(base: PixelModel, name: str) -> PixelModel:
         import torch._inductor.config as inductor
 
         inductor.freezing = name == "compile_freezing"
-        network = torch.compile(network, dynamic=True)  # type: ignore[assignment]
+        network = torch.compile(network, dynamic=True)
     model.network = network
     return model
 
