@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     for s in steps:
         print(
             f"| {s['rows']} | {s['step_mode']} | {s['step_ms']} | {s['forward_ms_per_row']} "
-            f"| {s['non_forward_ms']} | {s['non_forward_share']:.1%} | {s['achieved_gflops']} | {s['fraction_of_attainable']:.1%} |"
+            f"| {s['non_forward_ms']} | {s['non_forward_share']:.1%} | {s['achieved_gflops']} "
+            f"| {s['fraction_of_attainable']:.1%} |"
         )
     report = {
         "machine": machine("cpu") + " (shared with other jobs: timings are noisy)",
