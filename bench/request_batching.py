@@ -1,8 +1,8 @@
 """Step-level batching against a request-level batcher, in-process, at equal load.
 
 Requests with mixed step counts (10-50, uniform) arrive over time (Poisson arrivals at
-``--load`` of the engine's calibrated capacity); both servers run the same arrivals on the same
-model with the same row budget:
+each of ``--loads``, fractions of the engine's calibrated capacity); both servers run the same
+arrivals on the same model with the same row budget:
 
 * step-level (the engine as the worker drives it): every tick admits the requests that have
   arrived while rows are free, and a request leaves as soon as its images are done;
@@ -13,7 +13,7 @@ model with the same row budget:
 
 The two run one after the other, alternating which goes first, ``--rounds`` times.
 
-    python -m bench.request_batching [--threads 1] [--requests 32] [--load 0.8] [--rounds 2]
+    python -m bench.request_batching [--threads 1] [--requests 32] [--loads 0.8,1.5] [--rounds 2]
 
 Prints a table and writes bench/results/request_batching.json.
 """
@@ -148,14 +148,44 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--load", type=float, default=0.8, help="offered load, a fraction of the capacity")
+    parser.add_argument(
+        "--loads",
+        default="0.8,1.5",
+        help="offered loads, fractions of the engine's calibrated capacity (comma-separated; above 1: "
+        "the servers run saturated and throughput is their capacity)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=32, help="rows per forward, both servers")
     parser.add_argument("--out", type=Path, default=RESULTS / "request_batching.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)
-    rate = args.load * capacity(model, args.max_batch, mean_steps=30)
+    full = capacity(model, args.max_batch, mean_steps=30)
+    loads = [compare(model, float(load), full * float(load), args) for load in args.loads.split(",")]
+    report = {
+        "machine": machine("cpu") + " (shared with other jobs: timings are noisy)",
+        "torch_threads": args.threads,
+        "workload": f"{args.requests} DDIM requests, 10-50 steps (uniform), guided, Poisson arrivals; "
+        f"calibrated capacity {full:.3f} images/s",
+        "rounds": args.rounds,
+        "loads": loads,
+    }
+    print("| load | server | images/s | p50 s | p95 s |\n| ---: | --- | ---: | ---: | ---: |")
+    for entry in loads:
+        for name, row in entry["rows"].items():
+            print(f"| {entry['load']} | {name} | {row['images_per_s']} | {row['p50_s']} | {row['p95_s']} |")
+    for entry in loads:
+        print(
+            f"load {entry['load']}: throughput ratio {entry['throughput_ratio_step_vs_request']}, "
+            f"p95 ratio {entry['p95_ratio_step_vs_request']}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def compare(model: LoadedModel, load: float, rate: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Both servers on the same arrivals at ``rate``, alternating which goes first, per round."""
     servers: list[tuple[str, Server]] = [("step-level", step_level), ("request-level", request_level)]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in servers}
     for r in range(args.rounds):
@@ -167,27 +197,14 @@ def main(argv: list[str] | None = None) -> None:
         for name, runs in results.items()
     }
     step, peer = rows["step-level"], rows["request-level"]
-    report = {
-        "machine": machine("cpu") + " (shared with other jobs: timings are noisy)",
-        "torch_threads": args.threads,
-        "workload": f"{args.requests} DDIM requests, 10-50 steps, guided, Poisson arrivals at "
-        f"{rate:.3f}/s ({args.load} of the calibrated capacity)",
-        "rounds": args.rounds,
+    return {
+        "load": load,
+        "arrivals_per_s": round(rate, 4),
         "rows": rows,
         "throughput_ratio_step_vs_request": round(step["images_per_s"] / peer["images_per_s"], 3),
         "p95_ratio_step_vs_request": round(step["p95_s"] / peer["p95_s"], 3),
         "runs": results,
     }
-    print("| server | images/s | p50 s | p95 s |\n| --- | ---: | ---: | ---: |")
-    for name, row in rows.items():
-        print(f"| {name} | {row['images_per_s']} | {row['p50_s']} | {row['p95_s']} |")
-    print(
-        f"\nthroughput ratio {report['throughput_ratio_step_vs_request']}, "
-        f"p95 ratio {report['p95_ratio_step_vs_request']}"
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
