@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from protocol.resolution import Limits, resolve_request
 from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.models.loaded_model import Condition, LoadedModel
+from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.engine import SamplingEngine
 from workers.sampling.state import SamplingState, new_states, rows_of
 from workers.sampling.step_plans import plan_family
@@ -135,6 +136,27 @@ def test_the_bundled_model_gives_the_same_bits_either_way(bundled_model) -> None
     slow = run(bundled_model, [s for s in crowd(bundled_model) if s.config.steps <= 6], "per_image")
     for a, b in zip(fast, slow, strict=True):
         assert torch.equal(a.latent, b.latent), a.config.sampler
+
+
+class HalvingDDIM(VarianceControlledDDIMScheduler):
+    """A scheduler the vectorised step does not know: its own input scaling and step."""
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: object = None) -> torch.Tensor:
+        return sample * 0.5
+
+
+def test_a_scheduler_of_its_own_keeps_its_own_scaling_and_step(bundled_model) -> None:  # type: ignore[no-untyped-def]
+    model = ToyModel(bundled_model, "epsilon")
+    runs = []
+    for step_mode in ("vectorised", "per_image"):
+        states = crowd(model)
+        for state in states:
+            if type(state.scheduler) is VarianceControlledDDIMScheduler:
+                state.scheduler.__class__ = HalvingDDIM
+        assert plan_family(states[0].scheduler) is None
+        runs.append(run(model, states, step_mode))
+    for fast, slow in zip(*runs, strict=True):
+        assert torch.equal(fast.latent, slow.latent), fast.config.sampler
 
 
 def test_the_step_mode_is_validated(bundled_model) -> None:  # type: ignore[no-untyped-def]

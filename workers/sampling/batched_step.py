@@ -46,9 +46,13 @@ from workers.sampling.step_plans import (
 if TYPE_CHECKING:
     from workers.sampling.state import SamplingState
 
-# scale_model_input returns its input unchanged, or divides it by √(σ² + 1) (the Euler family)
-_UNSCALED = (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler)
-_EULER = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)
+# diffusers' scale_model_input methods that return the input unchanged, and those that divide it
+# by √(σ² + 1) (the Euler family); a class that brings its own is called per image
+_UNSCALED = {
+    cls.scale_model_input
+    for cls in (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler)
+}
+_EULER = {EulerDiscreteScheduler.scale_model_input, EulerAncestralDiscreteScheduler.scale_model_input}
 
 
 def model_inputs(states: Sequence[SamplingState]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,26 +60,28 @@ def model_inputs(states: Sequence[SamplingState]) -> tuple[torch.Tensor, torch.T
     input rows (``scale_model_input`` applied; a guided image's row twice) and their timesteps."""
     samples = torch.cat([state.latent for state in states])
     divisors: list[torch.Tensor | float] = []
-    for state in states:
+    own: list[int] = []  # positions whose scheduler scales its input its own way
+    for position, state in enumerate(states):
         scheduler = state.scheduler
-        if isinstance(scheduler, _EULER):
+        method = type(scheduler).scale_model_input
+        if method in _EULER:
             if scheduler.step_index is None:
                 scheduler._init_step_index(state.timestep)
             divisors.append(euler_input_scale(scheduler))
             scheduler.is_scale_input_called = True
-        elif isinstance(scheduler, _UNSCALED):
+        else:
             divisors.append(1.0)  # x / 1 is x, bit for bit
-        else:  # a scheduler this module does not know: its own method
-            divisors.append(torch.nan)
+            if method not in _UNSCALED:
+                own.append(position)
     scaled = samples
-    if any(not isinstance(d, float) or d != 1.0 for d in divisors):
+    if any(isinstance(d, torch.Tensor) for d in divisors):
         divisor = torch.stack([torch.as_tensor(d, dtype=torch.float32) for d in divisors])
         scaled = samples / upload(divisor, samples.device).reshape(-1, *[1] * (samples.ndim - 1))
-        for position, (state, d) in enumerate(zip(states, divisors, strict=True)):
-            if isinstance(d, float) and d != d:  # NaN: per image
-                scaled[position : position + 1] = state.scheduler.scale_model_input(
-                    state.latent, state.timestep
-                )
+    for position in own:
+        state = states[position]
+        if scaled is samples:
+            scaled = samples.clone()
+        scaled[position : position + 1] = state.scheduler.scale_model_input(state.latent, state.timestep)
     timesteps = torch.tensor([float(state.timestep) for state in states], dtype=torch.float32)
     if all(state.rows == 1 for state in states):
         return samples, scaled, timesteps
