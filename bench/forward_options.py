@@ -2,10 +2,12 @@
 
 Options (each a worker setting, all off by default because each changes images in the last bits
 or more): channels-last memory format, bfloat16 weights and inputs (``DENOISE_DTYPE``),
-``torch.compile`` with inductor (``DENOISE_COMPILE``), inductor with weight freezing (oneDNN
-fusion and prepacked weights; not a setting unless it wins) and compile + bfloat16.
+``torch.compile`` with inductor and dynamic shapes (``DENOISE_COMPILE``), inductor with weight
+freezing (oneDNN fusion and prepacked weights), inductor with static shapes (a graph per batch
+size: what bucketed batch sizes would gain) and compile + bfloat16.
 
-For each: the compile or warm-up cost, the per-row forward time at ``--rows`` rows (interleaved
+Each option runs in its own process beside the default (inductor's caches and settings are per
+process). For each: the compile or warm-up cost, the per-row forward time at ``--rows`` rows (interleaved
 rounds, medians), and the images of fixed requests against the default's: the largest pixel
 difference (0-255) and the PSNR.
 
@@ -21,6 +23,9 @@ import copy
 import json
 import math
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,7 +62,7 @@ def variant(base: PixelModel, name: str) -> PixelModel:
         import torch._inductor.config as inductor
 
         inductor.freezing = name == "compile_freezing"
-        network = torch.compile(network, dynamic=True)
+        network = torch.compile(network, dynamic=name != "compile_static")
     model.network = network
     return model
 
@@ -99,21 +104,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--options",
-        default="default,channels_last,bf16,compile,compile_freezing,compile_bf16",
-        help="comma-separated",
+        default="channels_last,bf16,compile,compile_freezing,compile_static,compile_bf16",
+        help="comma-separated; each runs in its own process beside the float32 default (inductor's "
+        "caches and settings are per process)",
     )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "forward_options.json")
     args = parser.parse_args(argv)
+    if not args.child:
+        return each_in_its_own_process(args)
     torch.set_num_threads(args.threads)
     base = load_model(lookup("mnist-unet"), torch.device("cpu"), torch.float32)
     assert isinstance(base, PixelModel)
-    names = args.options.split(",")
+    names = ["default", args.options]
     models: dict[str, PixelModel] = {}
     setup: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
         models[name] = base if name == "default" else variant(base, name)
-        for batch in (1, 2, args.rows):  # the warm-up: compiles (batch 1 is specialised)
+        # the warm-up: compiles (batch 1 is specialised; static shapes: a graph per batch size)
+        for batch in (2, args.rows) if name == "compile_static" else (1, 2, args.rows):
             forward_seconds(models[name], batch, name == "channels_last")
         setup[name] = time.perf_counter() - started
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -136,19 +146,42 @@ def main(argv: list[str] | None = None) -> None:
                 "psnr_db_vs_default": round(psnr(pixels, reference), 2),
             }
         )
-    print("| option | setup s | forward ms/row | speed-up | max pixel diff | PSNR dB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    args.out.write_text(json.dumps(table) + "\n")
+
+
+def each_in_its_own_process(args: argparse.Namespace) -> None:
+    """Runs every option in a child process (beside the default, interleaved) and reports."""
+    table: list[dict[str, Any]] = []
+    for option in args.options.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "option.json"
+            command = [sys.executable, "-m", "bench.forward_options", "--child", "--options", option]
+            command += [
+                "--threads",
+                str(args.threads),
+                "--rows",
+                str(args.rows),
+                "--rounds",
+                str(args.rounds),
+            ]
+            subprocess.run([*command, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+            default, measured = json.loads(out.read_text())
+        table.append({**measured, "default_ms_per_row_same_run": default["forward_ms_per_row"]})
+    print("| option | setup s | forward ms/row | default ms/row | speed-up | max pixel diff | PSNR dB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for entry in table:
         print(
             f"| {entry['option']} | {entry['setup_s']} | {entry['forward_ms_per_row']} "
-            f"| {entry['speedup_vs_default']} | {entry['max_pixel_diff']} | {entry['psnr_db_vs_default']} |"
+            f"| {entry['default_ms_per_row_same_run']} | {entry['speedup_vs_default']} "
+            f"| {entry['max_pixel_diff']} | {entry['psnr_db_vs_default']} |"
         )
     report = {
         "machine": machine("cpu") + " (shared with other jobs: timings are noisy)",
         "torch_threads": args.threads,
         "rows": args.rows,
-        "images": f"{len(reference)} images: {REQUESTS}",
-        "method": "options interleaved round by round; medians; images vs the float32 default",
+        "images": f"{len(REQUESTS)} requests: {REQUESTS}",
+        "method": "each option in its own process beside the float32 default, interleaved round by "
+        "round; medians; images vs the default's",
         "options": table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
