@@ -109,7 +109,10 @@ def step_times(model: LoadedModel, rows: int, step_mode: StepMode, ticks: int) -
     )
 
 
-def measure_steps(model: LoadedModel, flops: float, rate: float, repeats: int) -> list[dict[str, Any]]:
+def measure_steps(
+    model: LoadedModel, flops: float, peak: dict[str, Any], repeats: int
+) -> list[dict[str, Any]]:
+    rate = peak["flops"]
     samples: dict[tuple[int, StepMode], list[tuple[float, float]]] = {}
     for r in range(repeats):  # interleaved: each (rows, mode) once per round, order alternating
         for rows in ROWS:
@@ -132,6 +135,10 @@ def measure_steps(model: LoadedModel, flops: float, rate: float, repeats: int) -
                 "non_forward_share": round(1 - forward / step, 4),
                 "achieved_gflops": round(achieved / 1e9, 2),
                 "fraction_of_attainable": round(achieved / rate, 4),
+                # against the same convolution at the same batch size (cache effects included)
+                "fraction_of_conv_same_rows": round(
+                    achieved / (1e9 * peak["rates_gflops"][f"conv3x3_64ch_28px_{rows}rows"]), 4
+                ),
             }
         )
     return out
@@ -156,19 +163,22 @@ def main(argv: list[str] | None = None) -> None:
         models[name] = load_model(lookup(name), torch.device("cpu"), torch.float32)
         per_row[name] = flops_per_row(models[name])
     peak = attainable(repeats=5)
-    steps = measure_steps(models["mnist-unet"], per_row["mnist-unet"], peak["flops"], args.repeats)
+    steps = measure_steps(models["mnist-unet"], per_row["mnist-unet"], peak, args.repeats)
 
     print("| model | MFLOP per row |\n| --- | ---: |")
     for name, flops in per_row.items():
         print(f"| {name} | {flops / 1e6:.1f} |")
     print(f"\nattainable: {peak['flops'] / 1e9:.1f} GFLOP/s ({peak['best']}); all: {peak['rates_gflops']}\n")
-    print("| rows | step mode | step ms | forward ms/row | non-forward ms | share | GFLOP/s | fraction |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| rows | step mode | step ms | forward ms/row | non-forward ms | share | GFLOP/s "
+        "| fraction | of conv |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in steps:
         print(
             f"| {s['rows']} | {s['step_mode']} | {s['step_ms']} | {s['forward_ms_per_row']} "
             f"| {s['non_forward_ms']} | {s['non_forward_share']:.1%} | {s['achieved_gflops']} "
-            f"| {s['fraction_of_attainable']:.1%} |"
+            f"| {s['fraction_of_attainable']:.1%} | {s['fraction_of_conv_same_rows']:.1%} |"
         )
     report = {
         "machine": machine("cpu") + " (shared with other jobs: timings are noisy)",
