@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from protocol.resolution import Limits, resolve_request
 from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.models.loaded_model import Condition, LoadedModel
+from workers.sampling import unipc_step
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.engine import SamplingEngine
 from workers.sampling.state import SamplingState, new_states, rows_of
@@ -40,7 +41,12 @@ REQUESTS: list[dict[str, Any]] = [
     {"sampler": "euler_a", "schedule": "linspace", "variance_bound": 0.05},
     {"sampler": "euler_a", "variance_scale": 0.5, "guidance_scale": 1.0},
     {"sampler": "dpmpp_2m", "schedule": "karras"},  # per image
-    {"sampler": "unipc"},  # per image
+    {"sampler": "unipc"},
+    {"sampler": "unipc", "schedule": "karras", "guidance_scale": 1.0},
+    {"sampler": "unipc", "schedule": "leading", "steps": 2},
+    {"sampler": "unipc", "steps": 1},
+    {"sampler": "unipc", "dynamic_thresholding": True},  # per image
+    {},  # the model's default request (UniPC on its optimized schedule)
 ]
 
 
@@ -53,6 +59,7 @@ class ToyModel(LoadedModel):
         config = {**base.scheduler_config, "prediction_type": prediction_type}
         super().__init__(base.info, config, base.device, base.dtype)
         self.base = base
+        self.optimized_schedules = base.optimized_schedules
 
     @property
     def network(self) -> torch.nn.Module:
@@ -78,7 +85,8 @@ class ToyModel(LoadedModel):
 def configs(model: LoadedModel) -> list[ResolvedConfig]:
     out = []
     for i, fields in enumerate(REQUESTS):
-        body = {"class_label": i % 10, "seed": 100 + i, "steps": 5 + i % 5, **fields}
+        steps = {"steps": 5 + i % 5} if "sampler" in fields else {}
+        body = {"class_label": i % 10, "seed": 100 + i, **steps, **fields}
         request = GenerationRequest(**body)
         out.append(
             resolve_request(request, {model.info.name: model.info}, model.info.name, Limits.absolute())
@@ -104,8 +112,9 @@ def test_vectorised_trajectories_equal_the_per_image_steps_bit_for_bit(
     vectorised = crowd(model)
     families = {plan_family(s.scheduler) for s in vectorised}
     assert {"ddim", "ddpm", "euler", "euler_a", None} <= families
+    assert sum(unipc_step.batchable(s.scheduler) for s in vectorised) == 5
     for state in vectorised:  # the batched path must not fall back to scheduler.step
-        if plan_family(state.scheduler) is not None:
+        if plan_family(state.scheduler) is not None or unipc_step.batchable(state.scheduler):
             state.scheduler.step = _refuse  # type: ignore[method-assign]
     run(model, vectorised, "vectorised")
     reference = run(model, crowd(model), "per_image")

@@ -32,6 +32,7 @@ from diffusers import (
 )
 
 from workers.host_upload import upload
+from workers.sampling import unipc_step
 from workers.sampling.guidance import combine_guidance
 from workers.sampling.predictions import predicted_x0, standard_normal
 from workers.sampling.step_plans import (
@@ -138,11 +139,15 @@ def advance(states: Sequence[SamplingState], samples: torch.Tensor, eps: torch.T
     """One step for every image: one batched update per group of images whose steps take the
     same branch, ``scheduler.step`` for the rest (module doc)."""
     groups: dict[tuple[Any, ...], list[tuple[int, StepPlan]]] = {}
+    multistep: dict[tuple[Any, ...], list[int]] = {}
     alone: list[int] = []
     for position, state in enumerate(states):
         family = plan_family(state.scheduler)
         if family is None:
-            alone.append(position)
+            if unipc_step.batchable(state.scheduler):
+                multistep.setdefault(unipc_step.group_key(state), []).append(position)
+            else:
+                alone.append(position)
             continue
         config = state.scheduler.config
         index = state.scheduler.step_index if family in ("euler", "euler_a") else state.step_index
@@ -154,6 +159,10 @@ def advance(states: Sequence[SamplingState], samples: torch.Tensor, eps: torch.T
         positions = [position for position, _ in members]
         plans = [plan for _, plan in members]
         _update(kind, prediction_type, clip, [states[p] for p in positions], positions, plans, samples, eps)
+    for positions in multistep.values():
+        index = upload(torch.tensor(positions), samples.device)
+        rows = samples.index_select(0, index), eps.index_select(0, index)
+        unipc_step.advance([states[p] for p in positions], *rows)
     for position in alone:
         state = states[position]
         extra = {} if state.config.deterministic else {"generator": state.noise_generator}

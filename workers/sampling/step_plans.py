@@ -214,7 +214,10 @@ def step_plans(scheduler: Any, family: Family) -> list[StepPlan]:
     """The plan of every step of ``scheduler`` (indexed like its ``timesteps``; for the Euler
     family, by its ``step_index``). Schedulers with the same class, config and timesteps share
     one list (computed once)."""
-    key = (type(scheduler), repr(sorted(scheduler.config.items())), tuple(scheduler.timesteps.tolist()))
+    plans: list[StepPlan] | None = getattr(scheduler, "_step_plans", None)  # this image's, once found
+    if plans is not None:
+        return plans
+    key = (type(scheduler), schedule_key(scheduler))
     plans = _CACHE.get(key)
     if plans is None:
         if len(_CACHE) >= _CACHE_SIZE:
@@ -222,7 +225,17 @@ def step_plans(scheduler: Any, family: Family) -> list[StepPlan]:
         build = _BUILDERS[family]
         plans = [build(scheduler, k) for k in range(len(scheduler.timesteps))]
         _CACHE[key] = plans
+    scheduler._step_plans = plans
     return plans
+
+
+def schedule_key(scheduler: Any) -> tuple[Any, ...]:
+    """What a scheduler's per-step coefficients depend on: its config and the visited steps."""
+    return (
+        repr(sorted(scheduler.config.items())),
+        tuple(scheduler.timesteps.tolist()),
+        tuple(scheduler.sigmas.tolist()) if hasattr(scheduler, "sigmas") else (),
+    )
 
 
 def euler_input_scale(scheduler: Any) -> torch.Tensor:
