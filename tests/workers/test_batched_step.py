@@ -1,6 +1,7 @@
-"""The vectorised step (``workers.sampling.batched_step``) reproduces each image's own
-``scheduler.step`` bit for bit over whole trajectories, for every sampler and branch, both
-prediction types, guided or not; an image's noise comes from its own generator."""
+"""The vectorised step (``workers.sampling.batched_step``, with ``unipc_step`` and
+``dpmpp_step`` for the multistep solvers) reproduces each image's own ``scheduler.step`` bit for
+bit over whole trajectories, for every sampler and branch, both prediction types, guided or not;
+an image's noise comes from its own generator."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from protocol.resolution import Limits, resolve_request
 from protocol.schema import GenerationRequest, ResolvedConfig
 from workers.models.loaded_model import Condition, LoadedModel
-from workers.sampling import unipc_step
+from workers.sampling import dpmpp_step, unipc_step
 from workers.sampling.ddim import VarianceControlledDDIMScheduler
 from workers.sampling.engine import SamplingEngine
 from workers.sampling.state import SamplingState, new_states, rows_of
@@ -40,7 +41,11 @@ REQUESTS: list[dict[str, Any]] = [
     {"sampler": "euler_a"},
     {"sampler": "euler_a", "schedule": "linspace", "variance_bound": 0.05},
     {"sampler": "euler_a", "variance_scale": 0.5, "guidance_scale": 1.0},
-    {"sampler": "dpmpp_2m", "schedule": "karras"},  # per image
+    {"sampler": "dpmpp_2m", "schedule": "karras"},
+    {"sampler": "dpmpp_2m", "schedule": "cosine", "guidance_scale": 1.0},
+    {"sampler": "dpmpp_2m", "steps": 16},
+    {"sampler": "dpmpp_2m", "steps": 1},
+    {"sampler": "dpmpp_2m", "dynamic_thresholding": True},  # per image
     {"sampler": "unipc"},
     {"sampler": "unipc", "schedule": "karras", "guidance_scale": 1.0},
     {"sampler": "unipc", "schedule": "leading", "steps": 2},
@@ -113,8 +118,11 @@ def test_vectorised_trajectories_equal_the_per_image_steps_bit_for_bit(
     families = {plan_family(s.scheduler) for s in vectorised}
     assert {"ddim", "ddpm", "euler", "euler_a", None} <= families
     assert sum(unipc_step.batchable(s.scheduler) for s in vectorised) == 5
+    assert sum(dpmpp_step.batchable(s.scheduler) for s in vectorised) == 4
     for state in vectorised:  # the batched path must not fall back to scheduler.step
-        if plan_family(state.scheduler) is not None or unipc_step.batchable(state.scheduler):
+        if plan_family(state.scheduler) is not None or any(
+            solver.batchable(state.scheduler) for solver in (unipc_step, dpmpp_step)
+        ):
             state.scheduler.step = _refuse  # type: ignore[method-assign]
     run(model, vectorised, "vectorised")
     reference = run(model, crowd(model), "per_image")

@@ -2,18 +2,21 @@
 updates instead of one Python ``scheduler.step`` (a dozen small tensor operations) each.
 
 A tick's images are grouped by the branch their step takes (``StepPlan.kind``: DDIM, the two
-DDPM forms, Euler, Euler ancestral) and their prediction type; each group advances in one
-update whose per-row coefficients are gathered from the step plans (``step_plans``) by each
-image's step index. The noise of a stochastic step is drawn row by row from each image's own
-generator, exactly as its ``scheduler.step`` would draw it, so an image never depends on its
-batch mates. The update applies the per-image step's float32 operations in the same order, so
-its images are bit-identical to the per-image path's (``tests/workers/test_batched_step.py``;
-the golden PNG hashes hold with it on).
+DDPM forms, Euler, Euler ancestral; for the multistep solvers, ``unipc_step`` and
+``dpmpp_step``, the orders of the step) and their prediction type; each group advances in one
+update whose per-row coefficients are gathered from plans computed once per visited step. The
+noise of a stochastic step is drawn row by row from each image's own generator, exactly as its
+``scheduler.step`` would draw it, so an image never depends on its batch mates. The update
+applies the per-image step's float32 operations in the same order, so its images are
+bit-identical to the per-image path's (``tests/workers/test_batched_step.py``; the golden PNG
+hashes hold with it on). The multistep solvers keep each image's history (its last model
+outputs, its last sample) in the image's own scheduler, as their ``step`` leaves it.
 
-What stays per image, through the scheduler's own ``step``: the multistep solvers (DPM-Solver++
-2M, UniPC: a history of model outputs per image, and lower-order first steps), dynamic
-thresholding (a per-image quantile), guidance rescale (per-image standard deviations), any
-prediction type without a batched form and a swapped noise source (the exact evaluation's).
+What stays per image, through the scheduler's own ``step``: dynamic thresholding (a per-image
+quantile), a prediction type without a batched form (``sample``), a scheduler class this module
+does not know (a subclass with its own step included), and a swapped noise source (the exact
+evaluation's). Guidance rescale (per-image standard deviations) is combined per image; its step
+is batched.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from diffusers import (
 )
 
 from workers.host_upload import upload
-from workers.sampling import unipc_step
+from workers.sampling import dpmpp_step, unipc_step
 from workers.sampling.guidance import combine_guidance
 from workers.sampling.predictions import predicted_x0, standard_normal
 from workers.sampling.step_plans import (
@@ -46,6 +49,9 @@ from workers.sampling.step_plans import (
 
 if TYPE_CHECKING:
     from workers.sampling.state import SamplingState
+
+# the multistep solvers' batched steps, by the tag their group keys start with
+MULTISTEP = {"unipc": unipc_step, "dpmpp": dpmpp_step}
 
 # diffusers' scale_model_input methods that return the input unchanged, and those that divide it
 # by √(σ² + 1) (the Euler family); a class that brings its own is called per image
@@ -144,10 +150,11 @@ def advance(states: Sequence[SamplingState], samples: torch.Tensor, eps: torch.T
     for position, state in enumerate(states):
         family = plan_family(state.scheduler)
         if family is None:
-            if unipc_step.batchable(state.scheduler):
-                multistep.setdefault(unipc_step.group_key(state), []).append(position)
-            else:
+            solver = next((m for m in MULTISTEP.values() if m.batchable(state.scheduler)), None)
+            if solver is None:
                 alone.append(position)
+            else:
+                multistep.setdefault(solver.group_key(state), []).append(position)
             continue
         config = state.scheduler.config
         index = state.scheduler.step_index if family in ("euler", "euler_a") else state.step_index
@@ -159,10 +166,10 @@ def advance(states: Sequence[SamplingState], samples: torch.Tensor, eps: torch.T
         positions = [position for position, _ in members]
         plans = [plan for _, plan in members]
         _update(kind, prediction_type, clip, [states[p] for p in positions], positions, plans, samples, eps)
-    for positions in multistep.values():
+    for key, positions in multistep.items():
         index = upload(torch.tensor(positions), samples.device)
         rows = samples.index_select(0, index), eps.index_select(0, index)
-        unipc_step.advance([states[p] for p in positions], *rows)
+        MULTISTEP[key[0]].advance([states[p] for p in positions], *rows)
     for position in alone:
         state = states[position]
         extra = {} if state.config.deterministic else {"generator": state.noise_generator}

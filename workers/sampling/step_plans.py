@@ -21,9 +21,9 @@ Notation map (coefficient names): sqrt_alpha_prod_t -> √ᾱ_t, sqrt_beta_prod_
 sqrt_alpha_prod_t_prev -> √ᾱ_{t'}, direction_coeff -> √(1 − ᾱ_{t'} − σ_dir²), std_dev_t -> σ'_t,
 pred_original_sample_coeff -> c_0, current_sample_coeff -> c_t, sigma -> σ, c_in -> √(σ² + 1).
 
-Which samplers have plans: ``plan_family`` says; the multistep solvers (DPM-Solver++ 2M, UniPC)
-keep a per-image history of model outputs whose update is a different branch at the first
-steps, and stay per image, as does dynamic thresholding (a per-image quantile).
+Which samplers have plans: ``plan_family`` says. The multistep solvers (DPM-Solver++ 2M, UniPC)
+depend on each image's history as well as its step index: ``dpmpp_step`` and ``unipc_step``
+plan them. Dynamic thresholding (a per-image quantile) stays per image.
 """
 
 from __future__ import annotations
