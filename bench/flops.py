@@ -6,8 +6,8 @@ same kind of work, and the fraction of it that the engine's step reaches.
    (a multiply-add counts 2).
 2. The attainable rate: the best FLOP/s of a large 3×3 convolution (the UNet's widest level:
    64 → 64 channels at 28×28) and of a large matmul, at the batch sizes the engine uses.
-3. The engine's step on the bundled model at 1, 8, 32 and 128 rows (unguided 50-step DDIM images,
-   one row each, a few ticks each): step time, the forward's share, and achieved FLOP/s =
+3. The engine's step on the bundled model at 1, 8, 32 and 128 rows (unguided 50-step DDIM and
+   UniPC images, one row each, a few ticks each): step time, the forward's share, and achieved FLOP/s =
    rows × FLOPs per row / step time, as a fraction of the attainable rate. Both step modes
    (``vectorised``, ``per_image``) run interleaved, so their non-forward time compares in one run.
 
@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.throughput import machine
 from protocol.resolution import Limits, resolve_request
-from protocol.schema import GenerationRequest
+from protocol.schema import GenerationRequest, SamplerName
 from workers.models.loaded_model import LoadedModel
 from workers.models.loading import load_model
 from workers.models.registry import BUNDLED_REGISTRY, load_registry, lookup
@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ROWS = (1, 8, 32, 128)
 STEP_MODES: tuple[StepMode, ...] = ("vectorised", "per_image")
+SAMPLERS: tuple[SamplerName, ...] = ("ddim", "unipc")  # single-step and multistep
 
 
 # ------------------------------------------------------------------------------- 1. FLOPs per row
@@ -92,13 +93,15 @@ def attainable(repeats: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- 3. the engine's step
-def step_times(model: LoadedModel, rows: int, step_mode: StepMode, ticks: int) -> tuple[float, float]:
-    """Median step and forward seconds of ``ticks`` ticks with ``rows`` unguided DDIM images."""
+def step_times(
+    model: LoadedModel, sampler: SamplerName, rows: int, step_mode: StepMode, ticks: int
+) -> tuple[float, float]:
+    """Median step and forward seconds of ``ticks`` ticks with ``rows`` unguided 50-step images."""
     info = model.info
     engine = SamplingEngine(model, max_rows=rows, step_mode=step_mode)
     for i in range(rows):
         request = GenerationRequest(
-            class_label=i % 10, seed=7000 + i, steps=50, sampler="ddim", guidance_scale=1.0
+            class_label=i % 10, seed=7000 + i, steps=50, sampler=sampler, guidance_scale=1.0
         )
         config = resolve_request(request, {info.name: info}, info.name, Limits.absolute())
         engine.admit(new_states(f"flops-{i}", config, model))
@@ -113,20 +116,22 @@ def measure_steps(
     model: LoadedModel, flops: float, peak: dict[str, Any], repeats: int
 ) -> list[dict[str, Any]]:
     rate = peak["flops"]
-    samples: dict[tuple[int, StepMode], list[tuple[float, float]]] = {}
-    for r in range(repeats):  # interleaved: each (rows, mode) once per round, order alternating
-        for rows in ROWS:
-            modes = STEP_MODES if r % 2 == 0 else STEP_MODES[::-1]
-            for mode in modes:
-                ticks = 2 if rows >= 128 else 3
-                samples.setdefault((rows, mode), []).append(step_times(model, rows, mode, ticks))
+    samples: dict[tuple[SamplerName, int, StepMode], list[tuple[float, float]]] = {}
+    for r in range(repeats):  # interleaved: each setting once per round, the modes' order alternating
+        for sampler in SAMPLERS:
+            for rows in ROWS:
+                for mode in STEP_MODES if r % 2 == 0 else STEP_MODES[::-1]:
+                    ticks = 2 if rows >= 128 else 3
+                    measured = step_times(model, sampler, rows, mode, ticks)
+                    samples.setdefault((sampler, rows, mode), []).append(measured)
     out = []
-    for (rows, mode), values in sorted(samples.items()):
+    for (sampler, rows, mode), values in samples.items():
         step = statistics.median(v[0] for v in values)
         forward = statistics.median(v[1] for v in values)
         achieved = rows * flops / step
         out.append(
             {
+                "sampler": sampler,
                 "rows": rows,
                 "step_mode": mode,
                 "step_ms": round(1000 * step, 2),
@@ -170,13 +175,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {flops / 1e6:.1f} |")
     print(f"\nattainable: {peak['flops'] / 1e9:.1f} GFLOP/s ({peak['best']}); all: {peak['rates_gflops']}\n")
     print(
-        "| rows | step mode | step ms | forward ms/row | non-forward ms | share | GFLOP/s "
+        "| sampler | rows | step mode | step ms | forward ms/row | non-forward ms | share | GFLOP/s "
         "| fraction | of conv |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in steps:
         print(
-            f"| {s['rows']} | {s['step_mode']} | {s['step_ms']} | {s['forward_ms_per_row']} "
+            f"| {s['sampler']} | {s['rows']} | {s['step_mode']} | {s['step_ms']} | {s['forward_ms_per_row']} "
             f"| {s['non_forward_ms']} | {s['non_forward_share']:.1%} | {s['achieved_gflops']} "
             f"| {s['fraction_of_attainable']:.1%} | {s['fraction_of_conv_same_rows']:.1%} |"
         )
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         "attainable": peak,
         "step": {
             "model": "mnist-unet",
-            "request": "ddim, 50 steps, unguided (1 row per image)",
+            "request": "ddim or unipc, 50 steps, unguided (1 row per image)",
             "rows": steps,
         },
         "method": "step modes interleaved round by round; medians of the rounds; attainable = best of 5",
