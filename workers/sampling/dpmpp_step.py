@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from diffusers import DPMSolverMultistepScheduler
 
+from workers.host_upload import upload
 from workers.sampling.step_plans import schedule_key
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def advance(states: list[SamplingState], sample: torch.Tensor, model_output: tor
     shape = (len(states), *[1] * (sample.ndim - 1))
 
     def c(name: str) -> torch.Tensor:
-        return torch.stack([plan[name] for plan in plans]).to(sample.device).reshape(shape)
+        return upload(torch.stack([plan[name] for plan in plans]), sample.device).reshape(shape)
 
     # 1. m_0 = x̂_0 from the model output
     if config.prediction_type == "v_prediction":

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from workers.host_upload import upload
 from workers.sampling.step_plans import schedule_key
 from workers.sampling.unipc import TimestepListUniPCScheduler
 
@@ -150,7 +151,7 @@ def advance(states: list[SamplingState], sample: torch.Tensor, model_output: tor
     shape = (len(states), *[1] * (sample.ndim - 1))
 
     def c(name: str) -> torch.Tensor:
-        return torch.stack([plan[name] for plan in plans]).to(sample.device).reshape(shape)
+        return upload(torch.stack([plan[name] for plan in plans]), sample.device).reshape(shape)
 
     def history(back: int) -> torch.Tensor:
         return torch.cat([s.model_outputs[-back] for s in schedulers])
