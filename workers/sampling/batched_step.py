@@ -92,12 +92,11 @@ def model_inputs(states: Sequence[SamplingState]) -> tuple[torch.Tensor, torch.T
     timesteps = torch.tensor([float(state.timestep) for state in states], dtype=torch.float32)
     if all(state.rows == 1 for state in states):
         return samples, scaled, timesteps
+    # each row's image, computed on the host (a repeat count on the device would make torch read
+    # the output size back from it)
     rows = torch.tensor([state.rows for state in states])
-    return (
-        samples,
-        scaled.repeat_interleave(upload(rows, samples.device), dim=0),
-        timesteps.repeat_interleave(rows),
-    )
+    row_states = torch.repeat_interleave(torch.arange(len(states)), rows)
+    return samples, scaled.index_select(0, upload(row_states, samples.device)), timesteps[row_states]
 
 
 def guided_outputs(states: Sequence[SamplingState], output: torch.Tensor) -> torch.Tensor:
