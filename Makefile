@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-tools run test reliability soak test-slow lint format bench eval eval-quick schedules train fit-gauss clean
+.PHONY: venv system-tools run test reliability soak test-slow lint format bench bench-forward eval eval-quick schedules train fit-gauss clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,8 +42,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)  ## service vs in-process floors vs a thread-pool peer; writes bench/results/latest.json
+bench: $(STAMP)  ## service vs floors vs peers; the FLOP limit; step- vs request-level batching; writes bench/results/
 	$(PY) -m bench.throughput
+	$(PY) -m bench.flops
+	$(PY) -m bench.request_batching
+
+bench-forward: $(STAMP)  ## the CPU forward's options (channels-last, bf16, torch.compile): speed and pixel differences (several minutes: compiles)
+	$(PY) -m bench.forward_options
 
 eval: $(STAMP)  ## class accuracy vs guidance, then the full sampling-noise sweep (about 16 min on 2 cores); writes eval/results/
 	$(PY) -m workers.evaluation.class_accuracy

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype,
             settings.channels_last,
             settings.compile,
+            settings.max_batch,
         )
         models.append(model)
         logging.getLogger("workers").info(

@@ -42,7 +42,7 @@ class ServedModel:
         self.name = model.info.name
         self.settings = settings
         self.store = WorkerJobStore(client, self.name, settings.worker_name, settings.job_ttl_s)
-        self.engine = SamplingEngine(model, max_rows=settings.max_batch)
+        self.engine = SamplingEngine(model, max_rows=settings.max_batch, step_mode=settings.step_mode)
         self.metrics = metrics.for_model(self.name)
         self.jobs: dict[str, InFlightJob] = {}  # by job id, in admission order
         self.endings = JobEndings(self.store, self.metrics, forget=self._forget)

@@ -42,10 +42,26 @@ class WorkerSettings(BaseSettings):
         "models run one after another, so memory peaks at one forward of this many rows",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    channels_last: bool = Field(False, description="channels-last memory format (CUDA only)")
-    compile: bool = Field(False, description="torch.compile the UNet (dynamic shapes: batch sizes vary)")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32",
+        description="the network's weights and inputs (latents and the step stay float32); float16 on "
+        "CUDA only, bfloat16 on the CPU too (faster where the CPU has bf16 instructions; changes images: "
+        "docs/architecture.md has the measured gain and the pixel differences)",
+    )
+    channels_last: bool = Field(
+        False, description="channels-last memory format (CUDA only: measured no faster on the CPU)"
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the UNet (inductor; dynamic shapes: batch sizes vary); compiled during "
+        "the warm-up, before the worker reports ready",
+    )
     torch_threads: int = Field(0, ge=0, description="intra-op threads on CPU (0: torch default)")
+    step_mode: Literal["vectorised", "per_image"] = Field(
+        "vectorised",
+        description="how the images of a tick take their step: a few batched tensor updates "
+        "(bit-identical to per_image), or each image's own scheduler.step (the reference)",
+    )
     job_ttl_s: int = Field(86_400, ge=60, description=JOB_TTL_DESCRIPTION)
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_ttl_s: float = Field(10.0, gt=0)

@@ -16,7 +16,7 @@ from tests.fixtures.pipelines import build_ddpm, build_dit, build_stable_diffusi
 from workers.images import to_uint8
 from workers.models.latent_text_model import LatentTextModel
 from workers.models.loaded_model import LoadedModel
-from workers.models.loading import load_model
+from workers.models.loading import load_model, resolve_device, warm_up_batch_sizes
 from workers.models.registry import RegistryEntry
 from workers.sampling.engine import SamplingEngine, generate
 from workers.sampling.schedules import timestep_schedule
@@ -203,3 +203,18 @@ def test_ays_is_offered_on_stable_diffusions_noise_schedule_and_visits_its_table
     with pytest.raises(RequestFieldError) as refused:
         resolve(models["x0"], schedule="ays")
     assert refused.value.field == "schedule" and "Stable Diffusion" in refused.value.message
+
+
+def test_a_compiled_network_is_warmed_up_at_every_power_of_two_and_the_budget() -> None:
+    """Inductor's dynamic graphs specialise batch 1 and recompile past size thresholds: the
+    warm-up meets each threshold before the worker reports ready."""
+    assert warm_up_batch_sizes(32) == [1, 2, 4, 8, 16, 32]
+    assert warm_up_batch_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert warm_up_batch_sizes(1) == [1]
+    assert warm_up_batch_sizes(3) == [1, 2, 3]
+
+
+def test_bfloat16_runs_on_the_cpu_when_asked_and_float16_falls_back() -> None:
+    assert resolve_device("cpu", "bfloat16") == (torch.device("cpu"), torch.bfloat16)
+    assert resolve_device("cpu", "float16") == (torch.device("cpu"), torch.float32)
+    assert resolve_device("cpu", "float32") == (torch.device("cpu"), torch.float32)

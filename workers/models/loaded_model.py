@@ -67,12 +67,12 @@ class LoadedModel(ABC):
         return latents
 
     @torch.inference_mode()
-    def warm_up(self) -> None:
-        """Forwards of 1 and 2 rows before the worker reports ready (compilation, kernel
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 2)) -> None:
+        """Forwards of ``batch_sizes`` rows before the worker reports ready (compilation, kernel
         selection, allocator pools), so the first request does not pay for them."""
         shape = self.latent_shape(self.info.image_size, self.info.image_size)
         condition = self.warm_up_condition()
-        for rows in (1, 2):
+        for rows in batch_sizes:
             latents = torch.zeros(rows, *shape, device=self.device, dtype=self.dtype)
             t = torch.full(
                 (rows,), self.info.num_train_timesteps - 1, device=self.device, dtype=torch.float32

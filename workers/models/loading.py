@@ -174,10 +174,12 @@ def _load_pipeline_folder(
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    """The device (``auto``: CUDA when present) and dtype to run on; half precision only on CUDA."""
+    """The device (``auto``: CUDA when present) and dtype to run on. float16 only on CUDA;
+    bfloat16 on the CPU too, when asked (opt-in: it changes images; ``bench.forward_options``
+    measures it)."""
     resolved = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     torch_dtype = getattr(torch, dtype)
-    if resolved.type == "cpu" and torch_dtype != torch.float32:
+    if resolved.type == "cpu" and torch_dtype == torch.float16:
         log.info("dtype %s requested on CPU: using float32", dtype)
         torch_dtype = torch.float32
     return resolved, torch_dtype
@@ -189,9 +191,13 @@ def load_model(
     dtype: torch.dtype,
     channels_last: bool = False,
     compile_unet: bool = False,
+    max_rows: int = 2,
 ) -> LoadedModel:
     """Loads weights and metadata, then warms the model up. ``channels_last`` (CUDA only: it slows
-    CPU convs) and ``compile_unet`` apply to the denoising network only.
+    CPU convs) and ``compile_unet`` apply to the denoising network only. A compiled network is
+    warmed up at every power of two up to ``max_rows`` and at ``max_rows``: inductor's dynamic
+    graphs specialise batch 1 and recompile past size thresholds (16 for a small conv net here),
+    and every compile must happen before the worker reports ready.
 
     Raises:
         ValueError: a folder this service cannot serve (the message says why).
@@ -216,6 +222,15 @@ def load_model(
             f"model {entry.name!r}: prediction_type {model.info.prediction_type!r} is not served "
             f"(served: {', '.join(SERVED_PREDICTIONS)})"
         )
-    model.warm_up()
+    model.warm_up(warm_up_batch_sizes(max_rows) if compile_unet else (1, 2))
     model.load_seconds = time.perf_counter() - started
     return model
+
+
+def warm_up_batch_sizes(max_rows: int) -> list[int]:
+    """1, 2, 4, … below ``max_rows``, then ``max_rows``: the batch sizes a compiled network is
+    warmed up at."""
+    sizes = [1]
+    while sizes[-1] * 2 < max_rows:
+        sizes.append(sizes[-1] * 2)
+    return sorted({*sizes, max(1, max_rows)})

@@ -5,7 +5,10 @@ The engine is the one loop: the worker, the evaluation, the benchmarks and the t
 ``admit`` jobs and ``tick``. A tick takes the oldest unfinished images (``SamplingState``,
 ``workers.sampling.state``) that fit in ``max_rows`` rows, stacks the latent of every one with
 its own timestep, adds an unconditional row for each image that uses guidance, runs the
-network once, and lets each image take its own scheduler step. Images with different samplers,
+network once, and advances every image by one step: by default in a few batched tensor updates
+(``workers.sampling.batched_step``: one per branch of the step, with per-row coefficients and
+each image's own noise, bit-identical to the per-image path), or with ``step_mode="per_image"``
+each image's own ``scheduler.step`` (the reference). Images with different samplers,
 step counts and guidance scales share the forward pass; an image never depends on its batch
 mates because nothing random is shared and every row is computed independently. On CUDA the
 step loop never waits for the GPU: per-row timesteps and labels go up from pinned memory
@@ -23,14 +26,19 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 
 from protocol.schema import ResolvedConfig
 from workers.host_upload import upload
 from workers.models.loaded_model import Condition, LoadedModel
+from workers.sampling import batched_step
+from workers.sampling.guidance import combine_guidance
+from workers.sampling.predictions import predicted_x0
 from workers.sampling.state import SamplingState, new_states, rows_of
+
+StepMode = Literal["vectorised", "per_image"]
 
 
 @dataclass(frozen=True)
@@ -53,39 +61,18 @@ class BatchFailed(Exception):
         self.error = error
 
 
-def combine_guidance(
-    eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float, rescale: float
-) -> torch.Tensor:
-    guided = eps_uncond + scale * (eps_cond - eps_uncond)
-    if rescale > 0:
-        dims = list(range(1, eps_cond.ndim))
-        std_cond = eps_cond.std(dim=dims, keepdim=True)
-        std_guided = guided.std(dim=dims, keepdim=True)
-        rescaled = guided * (std_cond / std_guided)
-        guided = rescale * rescaled + (1 - rescale) * guided
-    return guided
-
-
-def predicted_x0(step: Any, scheduler: Any) -> torch.Tensor | None:
-    """The x̂₀ this step predicted, without computing anything new: the step output's
-    ``pred_original_sample`` (DDIM, DDPM, Euler), else the multistep solvers' last converted model
-    output, which is their x̂₀ (DPM-Solver++, UniPC with ``predict_x0``)."""
-    x0 = getattr(step, "pred_original_sample", None)
-    if x0 is None:
-        outputs = getattr(scheduler, "model_outputs", None)
-        x0 = outputs[-1] if outputs else None
-    return x0
-
-
 class SamplingEngine:
     """The images in flight, job by job in admission order, and a budget of ``max_rows`` rows
     per forward pass (``DENOISE_MAX_BATCH`` in the worker)."""
 
-    def __init__(self, model: LoadedModel, max_rows: int) -> None:
+    def __init__(self, model: LoadedModel, max_rows: int, step_mode: StepMode = "vectorised") -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+        if step_mode not in ("vectorised", "per_image"):
+            raise ValueError(f"step_mode must be 'vectorised' or 'per_image', got {step_mode!r}")
         self.model = model
         self.max_rows = max_rows
+        self.step_mode = step_mode
         self._jobs: list[list[SamplingState]] = []  # one list per admitted job, oldest first
 
     # ------------------------------------------------------------------ the in-flight set
@@ -195,32 +182,46 @@ class SamplingEngine:
         for state in states:
             by_shape.setdefault(tuple(state.latent.shape), []).append(state)
         for group in by_shape.values():
-            output, seconds = self._forward(group)
+            if self.step_mode == "vectorised":
+                samples, model_input, timesteps = batched_step.model_inputs(group)
+                output, seconds = self._call_model(model_input, timesteps, group)
+                batched_step.advance(group, samples, batched_step.guided_outputs(group, output))
+            else:
+                output, seconds = self._forward(group)
+                self._advance(group, output)
             forward_seconds += seconds
             rows += output.shape[0]
-            self._advance(group, output)
         elapsed = time.perf_counter() - started
         for state in states:
             state.step_seconds.append(elapsed)
         return TickStats(rows=rows, states=len(states), forward_seconds=forward_seconds, step_seconds=elapsed)
 
     def _forward(self, states: list[SamplingState]) -> tuple[torch.Tensor, float]:
-        """The model's output for every row of ``states`` (a guided image: its conditional row,
-        then its unconditional one), and the host time of the model call."""
-        model = self.model
+        """The per-image path's inputs: every row of ``states`` (a guided image: its conditional
+        row, then its unconditional one), each scaled by its own scheduler; the model's output and
+        the host time of the model call."""
         inputs: list[torch.Tensor] = []
         timesteps: list[torch.Tensor] = []
-        conditions: list[Condition] = []
         for state in states:
             scaled = state.scheduler.scale_model_input(state.latent, state.timestep)
             repeats = state.rows
             inputs.extend([scaled] * repeats)
             timesteps.extend([state.timestep.reshape(1).float()] * repeats)
+        return self._call_model(torch.cat(inputs), torch.cat(timesteps), states)
+
+    def _call_model(
+        self, batch: torch.Tensor, timesteps: torch.Tensor, states: list[SamplingState]
+    ) -> tuple[torch.Tensor, float]:
+        """The model's float32 output for the rows ``batch`` (of ``states``, in order), and the
+        host time of the call."""
+        model = self.model
+        conditions: list[Condition] = []
+        for state in states:
             conditions.append(state.condition)
             if state.guided:
                 conditions.append(state.uncondition)
-        batch = torch.cat(inputs).to(model.dtype)
-        t_batch = upload(torch.cat(timesteps), model.device)
+        t_batch = upload(timesteps, model.device)
+        batch = batch.to(model.dtype)
         forward_started = time.perf_counter()
         output = model.forward(batch, t_batch, conditions).float()
         # host time: on CUDA this is launch time unless something later waits for the result
@@ -228,7 +229,8 @@ class SamplingEngine:
 
     @staticmethod
     def _advance(states: list[SamplingState], output: torch.Tensor) -> None:
-        """Guidance, then each state's own scheduler step."""
+        """The per-image path (``step_mode="per_image"``, the reference that the vectorised step
+        reproduces): guidance, then each state's own scheduler step."""
         row = 0
         for state in states:
             eps = output[row : row + 1]

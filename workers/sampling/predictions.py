@@ -56,3 +56,14 @@ def original_and_noise(
         # keep ε̂ consistent with the x̂_0 that is used
         pred_epsilon = (sample - alpha_prod_t**0.5 * pred_original_sample) / beta_prod_t**0.5
     return pred_original_sample, pred_epsilon
+
+
+def predicted_x0(step: Any, scheduler: Any) -> torch.Tensor | None:
+    """The x̂₀ this step predicted, without computing anything new: the step output's
+    ``pred_original_sample`` (DDIM, DDPM, Euler), else the multistep solvers' last converted model
+    output, which is their x̂₀ (DPM-Solver++, UniPC with ``predict_x0``)."""
+    x0 = getattr(step, "pred_original_sample", None)
+    if x0 is None:
+        outputs = getattr(scheduler, "model_outputs", None)
+        x0 = outputs[-1] if outputs else None
+    return x0
