@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass
 from typing import get_args
 
+from protocol.field_errors import RequestFieldError
+from protocol.init_images import InitImageHeader, resolve_strength
 from protocol.samplers import SAMPLERS, KnobName
 from protocol.schema import (
     ABSOLUTE_MAX_GUIDANCE,
@@ -24,15 +26,7 @@ from protocol.schema import (
 )
 
 DEFAULT_THRESHOLDING_RATIO = 0.995
-
-
-class RequestFieldError(ValueError):
-    """A request field whose value cannot be honoured; becomes a 422 naming ``field``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+__all__ = ["Limits", "RequestFieldError", "resolve_request", "resolve_size", "resolve_timeout"]
 
 
 @dataclass(frozen=True)
@@ -142,8 +136,12 @@ def resolve_request(
     models: dict[str, ModelInfo],
     default_model: str,
     limits: Limits,
+    init_image: InitImageHeader | None = None,
 ) -> ResolvedConfig:
-    """Returns the resolved configuration (without timesteps), or raises RequestFieldError."""
+    """Returns the resolved configuration (without timesteps), or raises RequestFieldError.
+
+    ``init_image`` is the header the API read of the request's ``init_image`` (None without one).
+    """
     name = request.model or default_model
     model = models.get(name)
     if model is None:
@@ -293,7 +291,7 @@ def resolve_request(
     if guidance_rescale > 0 and guidance_scale == 1.0:
         raise RequestFieldError("guidance_rescale", "guidance_rescale has no effect when guidance_scale is 1")
 
-    return ResolvedConfig(
+    config = ResolvedConfig(
         model=name,
         class_label=request.class_label,
         prompt=request.prompt,
@@ -319,3 +317,6 @@ def resolve_request(
         width=width,
         height=height,
     )
+    if request.init_image is not None and init_image is None:
+        raise ValueError("a request with init_image is resolved with the image's header")
+    return resolve_strength(config, model, init_image, request.strength)

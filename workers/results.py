@@ -33,6 +33,13 @@ def build_result(
         if state.image is None:
             raise ValueError(f"job {record.id}: image {state.index} was not decoded (engine.finished)")
         pixels = to_uint8(state.image)
+        estimate = noise_estimate(pixels)
+        init_returned = None
+        if cfg.strength == "auto" and state.init is not None:
+            # a denoising request never returns an image noisier than it was given (by this estimate)
+            init_returned = estimate > state.init.noise_estimate
+            if init_returned:
+                pixels, estimate = state.init.pixels, state.init.noise_estimate
         images.append(
             GeneratedImage(
                 index=state.index,
@@ -41,7 +48,8 @@ def build_result(
                 width=pixels.shape[1],
                 height=pixels.shape[0],
                 png_base64=png_base64(pixels),
-                noise_estimate=noise_estimate(pixels),
+                noise_estimate=estimate,
+                init_returned=init_returned,
             )
         )
     finished = clock()
@@ -53,5 +61,9 @@ def build_result(
         encode_ms=round(1000 * (finished - inference_done), 3),
         total_ms=round(1000 * max(0.0, finished - record.created_at), 3),
     )
-    config = cfg.model_copy(update={"timesteps": visited_timesteps(states[0].scheduler)})
+    first = states[0]
+    update: dict[str, object] = {"timesteps": visited_timesteps(first.scheduler, first.first_step)}
+    if first.start is not None:
+        update.update(start_timestep=first.start.start_timestep, init_noise_estimate=first.start.noise_sigma)
+    config = cfg.model_copy(update=update)
     return JobResult(images=images, config=config, timings=timings, worker=worker)
