@@ -21,8 +21,8 @@ import redis
 from protocol.events import JobEvent
 from protocol.records import CorruptJobRecord
 from protocol.schema import JobRecord, Progress
-from workers.init_images import InitImage, InitImageUnusable
 from workers.in_flight import InFlightJob, refusal
+from workers.init_images import InitImage, InitImageUnusable
 from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel

@@ -105,10 +105,12 @@ def new_states(
     condition, uncondition = model.conditions(config)
     x0: torch.Tensor | None = None  # the init image in the model's space (noisy itself under auto)
     auto_start_t: int | None = None
+    sigma_hat = 0.0
     if init is not None:
         x0 = model.encode(init.tensor()).float().cpu()  # once per job: every image starts from it
         if config.strength == "auto":
-            auto_start_t = matched_timestep(init.noise_sigma, training_sigmas(model.scheduler_config))
+            sigma_hat = init.noise_sigma
+            auto_start_t = matched_timestep(sigma_hat, training_sigmas(model.scheduler_config))
     for index in range(config.num_images):
         scheduler = build_scheduler(config, model.scheduler_config, model.optimized_schedules)
         generator = torch.Generator(device="cpu").manual_seed(config.seed + index)
@@ -118,7 +120,7 @@ def new_states(
             latent = (noise * scheduler.init_noise_sigma).to(model.device)
         elif auto_start_t is not None:
             scheduler.set_timesteps(timesteps=auto_timesteps(config, auto_start_t, model.scheduler_config))
-            start = auto_start(scheduler, x0, init.noise_sigma, auto_start_t, generator)
+            start = auto_start(scheduler, x0, sigma_hat, auto_start_t, generator)
             latent = start.latent.to(model.device)
         else:
             assert isinstance(config.strength, float | int)
