@@ -32,6 +32,11 @@ AUTO_SCHEDULES: tuple[ScheduleName, ...] = ("uniform", "linspace", "cosine", "ka
 # euler_a spaces its steps itself and takes no timestep list
 AUTO_SAMPLERS: tuple[SamplerName, ...] = ("ddpm", "ddim", "dpmpp_2m", "unipc", "euler")
 MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
+# what a denoising request gets when it names no sampler or steps: one DDIM step from t* lands on
+# the model's x̂₀ = E[x₀ | x_t*], the MMSE estimate, which had the best PSNR of every setting
+# measured (docs/denoise.md); its schedule is the sampler's default, never the model's tables
+AUTO_DEFAULT_SAMPLER: SamplerName = "ddim"
+AUTO_DEFAULT_STEPS = 1
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,20 @@ def test_a_latent_model_takes_a_numeric_strength() -> None:
 def test_an_init_image_error_is_a_field_error_with_its_status() -> None:
     error = InitImageError("too big", 413)
     assert isinstance(error, RequestFieldError) and error.field == "init_image" and error.status_code == 413
+
+
+def test_a_denoising_request_without_sampler_or_steps_gets_the_measured_default() -> None:
+    tabled = DIGITS.model_copy(
+        update={
+            "default_sampler": "unipc",
+            "default_steps": 8,
+            "default_schedule": "optimized",
+            "optimized_schedules": {"unipc": [8]},
+        }
+    )
+    request = GenerationRequest(init_image="x", strength="auto")
+    config = resolve_request(request, {"digits": tabled}, "digits", Limits.absolute(), GREY)
+    assert (config.sampler, config.steps, config.schedule) == ("ddim", 1, "uniform")
+    named = GenerationRequest(init_image="x", strength="auto", sampler="unipc", steps=8)
+    config = resolve_request(named, {"digits": tabled}, "digits", Limits.absolute(), GREY)
+    assert (config.sampler, config.steps, config.schedule) == ("unipc", 8, "uniform")

@@ -1,7 +1,7 @@
 """The service's denoising (``strength: "auto"``) against the classical denoisers, on digits the
 evaluated model never saw.
 
-    python -m workers.evaluation.denoise_eval [--quick] [--n 200] [--out eval/results/denoise]
+    python -m workers.evaluation.denoise_eval [--quick] [--n 100] [--out eval/results/denoise]
 
 1. Data: the held-out digits (``workers.training.data.holdout_indices``: 50 per class that
    ``mnist-unet-heldout`` was trained without), the first ``n // 10`` of each class. Each gets
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="2 service settings, 10 digits (< 1 minute)")
-    parser.add_argument("--n", type=int, help="held-out digits (a multiple of 10; default 200, quick 10)")
+    parser.add_argument("--n", type=int, help="held-out digits (a multiple of 10; default 100, quick 10)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, help=f"default {DEFAULT_OUT} ({DEFAULT_OUT}/quick with --quick)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
-    n = args.n or (10 if args.quick else 200)
+    n = args.n or (10 if args.quick else 100)
     model = load_model(lookup(args.model), torch.device("cpu"), torch.float32)
     report = evaluate(model, n, QUICK_SETTINGS if args.quick else FULL_SETTINGS, out)
     report["command"] = "python -m workers.evaluation.denoise_eval" + (" --quick" if args.quick else "")
