@@ -17,8 +17,9 @@ from PIL import Image, UnidentifiedImageError
 from protocol.init_images import INIT_IMAGE_FORMATS, InitImageError, InitImageHeader
 from protocol.schema import ABSOLUTE_MAX_SIZE
 
-# the routes whose body may carry an init image (their body limit is max_image_body_bytes)
-INIT_IMAGE_PATHS = ("/v1/generations", "/v1/images/edits")
+# the routes whose body may carry an init image (their body limit is max_image_body_bytes); the
+# OpenAI-shaped route takes every knob of the contract, init_image and strength included
+INIT_IMAGE_PATHS = ("/v1/generations", "/v1/images/generations")
 DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,")
 
 

@@ -86,7 +86,7 @@ class ApiSettings(BaseSettings):
         4 * 1024 * 1024,
         ge=1024,
         description="the body limit of the routes that take an init_image (POST /v1/generations, "
-        "/v1/images/edits); larger bodies are a 413 before they are parsed",
+        "/v1/images/generations); larger bodies are a 413 before they are parsed",
     )
     max_init_image_bytes: int = Field(
         2 * 1024 * 1024,

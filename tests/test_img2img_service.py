@@ -126,3 +126,16 @@ def test_refusals_name_their_field_and_enqueue_nothing(
     assert too_long.status_code == 413 and "init_image" in too_long.json()["detail"]
     assert queue_state(redis_client) == before
     assert sorted(redis_client.scan_iter("denoise:init-image:*")) == images_before
+
+
+def test_the_openai_shaped_route_takes_an_init_image_too(client: httpx.Client) -> None:
+    noisy = noisy_digits(25, count=1, seed=41)[0]
+    body = {"model": "mnist-unet", "prompt": "", "init_image": b64(png(noisy)), "strength": "auto", "seed": 2}
+    response = client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    details = response.json()["denoise"]
+    assert details["config"]["strength"] == "auto" and details["config"]["start_timestep"] is not None
+    native = client.post("/v1/generations", json={k: v for k, v in body.items() if k != "prompt"}).json()
+    assert response.json()["data"][0]["b64_json"] == native["images"][0]["png_base64"]
+    refused = client.post("/v1/images/generations", json={**body, "init_image": "!!"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "init_image"
