@@ -173,3 +173,12 @@ def test_a_latent_model_starts_from_the_vae_latent(digit: np.ndarray) -> None:
     _, redrawn = run(model, pixels, strength=1.0, **fields)
     # a little strength stays near the image (through the VAE); full strength draws a new one
     assert psnr(to_uint8(kept[0].image), pixels) > psnr(to_uint8(redrawn[0].image), pixels)
+
+
+def test_an_output_noisier_than_its_input_gives_the_input_back(bundled_model: LoadedModel) -> None:
+    pixels = noisy_digits(10, count=1, seed=3)[0]
+    _, states = run(bundled_model, pixels, strength="auto", steps=1, sampler="ddim", schedule="uniform")
+    state = states[0]
+    state.image = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1  # pure noise
+    delivered, estimate, returned = delivered_pixels(state)
+    assert returned is True and np.array_equal(delivered, pixels) and estimate == noise_estimate(pixels)
