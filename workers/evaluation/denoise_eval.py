@@ -72,7 +72,8 @@ class Setting:
     @property
     def name(self) -> str:
         seeds = f", {len(self.seeds)} seeds" if len(self.seeds) > 1 else ""
-        return f"service {self.sampler} {self.steps} step{'s' if self.steps > 1 else ''}{seeds}"
+        schedule = f" {self.schedule}" if self.schedule != "uniform" else ""
+        return f"service {self.sampler} {self.steps} step{'s' if self.steps > 1 else ''}{schedule}{seeds}"
 
 
 FULL_SETTINGS = (
@@ -210,7 +211,7 @@ def evaluate(
             grid_columns[name.split(" (")[0]] = outputs
             print(f"σ={sigma:>2} {name:<34} PSNR {psnr:6.2f} SSIM {ssim:.4f}", flush=True)
         if not reference:
-            save_grid(grid_columns, out / f"grid_sigma{sigma}.png", rows_shown=10)
+            save_grid(one_per_class(grid_columns), out / f"grid_sigma{sigma}.png")
             continue
         # a reference the service cannot be sent: BM3D on the same noise without clipping or rounding,
         # the zero-mean Gaussian noise it assumes (a PNG cannot carry it)
@@ -226,9 +227,15 @@ def evaluate(
             "seconds_per_image": (time.perf_counter() - started) / len(clean),
         }
         print(f"σ={sigma:>2} {UNCLIPPED_BM3D:<34} PSNR {psnr:6.2f} SSIM {ssim:.4f}", flush=True)
-        save_grid(grid_columns, out / f"grid_sigma{sigma}.png", rows_shown=10)
+        save_grid(one_per_class(grid_columns), out / f"grid_sigma{sigma}.png")
     report.update(methods=rows, noise_level=noise_rows, settings=[asdict(s) for s in settings])
     return report
+
+
+def one_per_class(columns: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """The first digit of each class (the digits are in class order, n // 10 of each)."""
+    per_class = max(1, len(next(iter(columns.values()))) // 10)
+    return {name: images[::per_class][:10] for name, images in columns.items()}
 
 
 def markdown(report: dict[str, Any]) -> str:
