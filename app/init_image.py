@@ -24,11 +24,13 @@ DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,")
 
 
 def decode_base64_image(encoded: str, max_bytes: int) -> bytes:
-    """The image bytes of a base64 string (a ``data:image/png;base64,`` URL is accepted too).
+    """The image bytes of a base64 string (a ``data:image/png;base64,`` URL is accepted too, and
+    whitespace is ignored).
 
     Raises:
         InitImageError: 413 over ``max_bytes``; 422 when it is not base64.
     """
+    encoded = "".join(encoded.split())  # line breaks, as `base64` and MIME wrap at 76 columns
     for prefix in DATA_URL_PREFIXES:
         if encoded.startswith(prefix):
             encoded = encoded[len(prefix) :]

@@ -33,6 +33,8 @@ def test_a_grey_png_reads_with_its_header() -> None:
     )
     data_url = "data:image/png;base64," + base64.b64encode(GREY).decode()
     assert decode_base64_image(data_url, 10_000) == GREY
+    wrapped = base64.encodebytes(GREY).decode()  # 76 columns, as the base64 command writes it
+    assert "\n" in wrapped and decode_base64_image(wrapped, 10_000) == GREY
     jpeg = read_init_image(encoded(Image.new("RGB", (16, 8)), "JPEG"), 10_000)
     assert (jpeg.format, jpeg.mode, jpeg.width, jpeg.height) == ("JPEG", "RGB", 16, 8)
 
