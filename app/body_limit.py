@@ -11,13 +11,16 @@ kernel drops the 413 it had received. So the 413 is sent at once, then the rest 
 read and dropped, up to ``drain_bytes`` and ``timeout_s`` (a lingering close, as proxies do), and
 only then is the connection closed. A client that sent ``Expect: 100-continue`` sent no body, and
 is not waited for.
+
+Routes that take an init image (``image_paths``) have a larger limit of their own, and their 413
+says so: the image travels inside the body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,9 +36,13 @@ class BodySizeLimit:
         timeout_s: float = 30.0,
         drain_bytes: int = 16 * 1024 * 1024,
         on_reject: Callable[[str], None] = lambda reason: None,
+        image_paths: Collection[str] = (),
+        image_max_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.image_paths = frozenset(image_paths)
+        self.image_max_bytes = image_max_bytes if image_max_bytes is not None else max_bytes
         self.timeout_s = timeout_s
         self.drain_bytes = drain_bytes
         self.on_reject = on_reject
@@ -49,8 +56,11 @@ class BodySizeLimit:
         if declared is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body
             return
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send, drain=b"100-continue" not in headers.get(b"expect", b""))
+        limit = self._limit(scope)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(
+                scope, receive, send, drain=b"100-continue" not in headers.get(b"expect", b""), limit=limit
+            )
             return
         chunks: list[bytes] = []
         received = 0
@@ -66,9 +76,9 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_bytes:
+            if received > limit:
                 more = message.get("more_body", False)
-                await self._refuse(scope, receive, send, drain=more)
+                await self._refuse(scope, receive, send, drain=more, limit=limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -76,9 +86,21 @@ class BodySizeLimit:
         whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, replay(whole, receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, drain: bool) -> None:
+    def _limit(self, scope: Scope) -> int:
+        path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return self.image_max_bytes if path in self.image_paths else self.max_bytes
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, drain: bool, limit: int) -> None:
         self.on_reject("body_too_large")
-        message = f"request body larger than {self.max_bytes} bytes (max_body_bytes)"
+        if limit == self.max_bytes:
+            message = f"request body larger than {limit} bytes (max_body_bytes)"
+        else:
+            message = (
+                f"request body larger than {limit} bytes (max_image_body_bytes on this route; "
+                "max_body_bytes elsewhere): an init_image travels in the body and must fit in it"
+            )
         response = _error(scope, 413, message, "request_too_large")
         # the answer goes out whole but is left open: once it is complete the server stops reading
         # and closes, so the rest of the body is drained first

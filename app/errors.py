@@ -267,8 +267,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestFieldError)
     async def _field_error(request: Request, error: RequestFieldError) -> JSONResponse:
         if speaks_openai(request.scope):
-            return openai_error(400, error.message, error.field, "invalid_value")
-        return JSONResponse({"detail": field_error_detail(error)}, status_code=422)
+            status = 413 if error.status_code == 413 else 400
+            return openai_error(status, error.message, error.field, "invalid_value")
+        return JSONResponse({"detail": field_error_detail(error)}, status_code=error.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> Response:

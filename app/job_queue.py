@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from protocol.keys import (
     CancelOutcome,
     SubmitOutcome,
     idempotency_key,
+    init_image_key,
     job_key,
     jobs_stream_key,
     queued_jobs_key,
@@ -116,8 +118,11 @@ class JobQueue:
         timeout_s: float,
         idempotency: Idempotency | None = None,
         webhook: WebhookSettings | None = None,
+        init_image: bytes | None = None,
     ) -> Submission:
-        """Stores the job record and appends its id to the model's stream, in one atomic script.
+        """Stores the job record and appends its id to the model's stream, in one atomic script
+        (the init image first, under its own key: a worker may start the job the moment it is in
+        the stream).
 
         Raises:
             TooManyRequests: the model already has ``max_queued_jobs`` queued jobs.
@@ -146,7 +151,18 @@ class JobQueue:
         ]
         for name, value in record_to_hash(record).items():
             args.extend([name, value])
-        outcome, *rest = await self._submit(keys=keys, args=args)
+        if init_image is not None:
+            await self.client.set(
+                init_image_key(record.id), base64.b64encode(init_image).decode("ascii"), ex=self.job_ttl_s
+            )
+        try:
+            outcome, *rest = await self._submit(keys=keys, args=args)
+        except BaseException:
+            if init_image is not None:
+                await self.client.delete(init_image_key(record.id))
+            raise
+        if init_image is not None and outcome != SubmitOutcome.CREATED:  # no job holds it
+            await self.client.delete(init_image_key(record.id))
         if outcome == SubmitOutcome.CREATED:
             queued = int(rest[1])
             await self.append_event(JobEvent(type="queued", job_id=record.id, at=now, queue_position=queued))

@@ -16,6 +16,7 @@ from app.access import AccessControl, ApiKeys, RateLimiter, guard
 from app.body_limit import BodySizeLimit
 from app.docs import install_docs
 from app.errors import install_error_handlers
+from app.init_image import INIT_IMAGE_PATHS
 from app.job_events import JobEvents
 from app.job_queue import JobQueue
 from app.json_body import StrictJsonBody
@@ -160,6 +161,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         timeout_s=settings.body_timeout_s,
         drain_bytes=settings.refused_body_drain_bytes,
         on_reject=lambda reason: metrics.rejected.labels(reason).inc(),
+        image_paths=INIT_IMAGE_PATHS,
+        image_max_bytes=max(settings.max_image_body_bytes, settings.max_body_bytes),
     )
     install_metrics_middleware(app, metrics)
     for module in (generations, openai_images, jobs, catalog, health):

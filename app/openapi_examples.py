@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+# a held-out digit (workers.training.data.holdout_indices, the 8th) with Gaussian noise of σ = 50
+# gray levels (numpy seed 0), clipped to 0..255: a 28×28 grey PNG
+NOISY_DIGIT_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAACbUlEQVR42kXS70vcdQAA4Kc7zzudet7XTs+dp5fz1525malrTr2d"
+    "0xlrzDFiBlJE+KYgCmLUi70Me2m9WvRi0KBgvSsIYlEQNUYbDCtkxApW2ygmtdZawdA+vSjoH3hePWoVE6LqLsSA7KhZ0VCC+Na2"
+    "jb9F39/9S//uK4cKtffuVXpKd27/erPrt/tld8CiZgszRfHuEUvsii3XgWKh6nELNIym0P4QD9KlRYL6HeZ7yhP95RpoRGP0woUQ"
+    "JkzJZFtammFcDaTx4c1rvwc1YtX27ludLV1s2aTL7cpKOLh59iKbR6GAngEp5pIn58If4VSzcJpuZkfA5BFwNvyylnmiXlhRz5iB"
+    "QSnHIf3eV3ffHlodpXxpkHltUIte1sOlUEorTxZXNUI8y5TROhouhx/P7x+WFW/YUBSJNW7s9XlDNsF3fX76uXvNmK3jayNXlwv/"
+    "maXIsXD+jZmZygRq4180EA1AvuaIqHI9HDxhpwmp+O6VVnX6HsbcuGe5HpZfMpw3btZ8ONO3PL5PQod0tuzj9WPT+rFnLDN47SM4"
+    "lDoAbfkPbpyCWZLbZsOrlQdE1TZMp7X2vH+hmaqnnzJycf31TK+lJo92RSyVCOM07Wsa8Oaf4a1JUVYdw5B8TPimMObwixufXA7P"
+    "q7GfDLL3KV4V+7Ry7suO5MK5W1/HXsvd6PhW451/s8kdXgohXDkT3jn9jNh0tH1oMTVFM0hw8od3w2erY7106nuFR0zISMpwIJ0Q"
+    "UU0Nmsvk8jhaZRSVHMlcijQV5Ev5na2ZnL2UPen/66baQZ+27XMWKwov15fsSXkO8r2RETo7nMD8PytupZ5ZlFfGAAAAAElFTkSu"
+    "QmCC"
+)
+
 GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "default": {
         "summary": "A 7 with the model's measured defaults (sampler, steps, schedule), fixed seed",
@@ -25,6 +40,26 @@ GENERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "karras": {
         "summary": "DPM-Solver++ 2M on Karras sigmas, 15 steps",
         "value": {"class_label": 5, "sampler": "dpmpp_2m", "schedule": "karras", "steps": 15},
+    },
+    "denoise": {
+        "summary": "Denoise your own image: strength auto measures its noise and starts there",
+        "value": {
+            "model": "mnist-unet-heldout",
+            "init_image": NOISY_DIGIT_PNG,
+            "strength": "auto",
+            "seed": 1,
+        },
+    },
+    "img2img": {
+        "summary": "img2img: the last 60% of 10 DDIM steps from the image, steered to a 3",
+        "value": {
+            "init_image": NOISY_DIGIT_PNG,
+            "strength": 0.6,
+            "class_label": 3,
+            "sampler": "ddim",
+            "steps": 10,
+            "seed": 1,
+        },
     },
     "stochastic_ddim": {
         "summary": "DDIM with eta 0.5 (some injected noise)",

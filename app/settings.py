@@ -82,6 +82,17 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="larger request bodies are a 413 before they are parsed"
     )
+    max_image_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="the body limit of the routes that take an init_image (POST /v1/generations, "
+        "/v1/images/generations); larger bodies are a 413 before they are parsed",
+    )
+    max_init_image_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="an init_image (PNG or JPEG bytes, after base64) larger than this is a 413 naming it",
+    )
     body_timeout_s: float = Field(
         30.0,
         gt=0,

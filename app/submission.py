@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Header
 
 from app.errors import ServiceUnavailable, TooManyRequests
+from app.init_image import decode_base64_image, read_init_image
 from app.job_events import JobEvents
 from app.job_queue import Idempotency, JobQueue
 from app.metrics import ApiMetrics
@@ -132,7 +133,11 @@ class Generations:
         """
         models = await self.models(request.model)
         settings = self.settings
-        config = resolve_request(request, models, settings.default_model, settings.limits())
+        image, header = None, None
+        if request.init_image is not None:
+            image = decode_base64_image(request.init_image, settings.max_init_image_bytes)
+            header = read_init_image(image, settings.max_init_image_bytes)
+        config = resolve_request(request, models, settings.default_model, settings.limits(), header)
         await self.prompt_tokens.check(config, models[config.model])
         timeout_s = resolve_timeout(request.timeout_s, settings.job_timeout_s, settings.max_job_timeout_s)
         webhook = await resolve_webhook_target(request, settings)
@@ -140,7 +145,7 @@ class Generations:
         if idempotency_key is not None:
             idempotency = Idempotency(caller, idempotency_key, request_fingerprint(request, timeout_s))
         try:
-            submission = await self.queue.submit(config, timeout_s, idempotency, webhook)
+            submission = await self.queue.submit(config, timeout_s, idempotency, webhook, image)
         except TooManyRequests:
             self.metrics.rejected.labels("queue_full").inc()
             raise

@@ -28,7 +28,7 @@ from client.async_client import AsyncDenoiseClient
 from client.compare import Setting, expand, run_settings, write_grid
 from client.core import DEFAULT_TIMEOUT, DEFAULT_URL, RetryPolicy, succeeded
 from client.errors import ClientError, DenoiseError
-from client.images import save_images
+from client.images import init_image, save_images
 from client.progress import ProgressBar
 from client.sync_client import DenoiseClient
 from protocol.schema import (
@@ -87,6 +87,13 @@ KNOB_OPTIONS = (
     KnobOption("--guidance-rescale", "guidance_rescale", float),
     KnobOption("--width", "width", int),
     KnobOption("--height", "height", int),
+    KnobOption(
+        "--init-image",
+        "init_image",
+        init_image,
+        help="a PNG or JPEG file to start from (img2img / denoising; see --strength)",
+    ),
+    KnobOption("--strength", "strength", lambda text: text if text == "auto" else float(text)),
     KnobOption("--timeout", "timeout_s", float, help="the job's deadline in seconds after submission"),
     KnobOption("--webhook", "webhook", str),
     KnobOption(
@@ -97,7 +104,7 @@ KNOB_OPTIONS = (
     ),
 )
 # a cell shows one image; a webhook is where events go, not a setting to compare
-NOT_COMPARED = {"num_images", "webhook", "webhook_events"}
+NOT_COMPARED = {"num_images", "webhook", "webhook_events", "init_image"}
 
 
 def _boolean(text: str) -> bool:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar, get_args
+from typing import Any, Literal, TypedDict, TypeVar, get_args
 
 import httpx
 import pydantic
@@ -74,6 +74,8 @@ class Knobs(TypedDict, total=False):
     dynamic_thresholding_ratio: float | None
     guidance_scale: float | None
     guidance_rescale: float | None
+    init_image: str | None  # base64 PNG or JPEG: ``client.images.init_image(path)`` makes one
+    strength: float | Literal["auto"] | None
     timeout_s: float | None
     webhook: str | None
     webhook_events: list[WebhookEventName] | None

@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+def init_image(source: str | Path | bytes | Image.Image) -> str:
+    """An ``init_image`` value (base64) from a PNG or JPEG file's path, its bytes, or a PIL image
+    (saved as PNG; mode ``L`` for grey models, ``RGB`` for colour ones)."""
+    if isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    elif isinstance(source, bytes):
+        data = source
+    else:
+        buffer = io.BytesIO()
+        source.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return base64.b64encode(data).decode("ascii")
+
+
 def png_bytes(image: GeneratedImage) -> bytes:
     """The PNG file the worker encoded, byte for byte."""
     return base64.b64decode(image.png_base64, validate=True)

@@ -131,3 +131,10 @@ def webhook_state_key(job_id: str) -> str:
     ``WEBHOOK_SENT_AT``): a second start (a job taken over) is a progress, and progress requests
     are at most one per the webhook's ``progress_interval_s``. Expires with the job's record."""
     return f"{KEY_PREFIX}:webhook-state:{job_id}"
+
+
+def init_image_key(job_id: str) -> str:
+    """String: the base64 of a job's init image (PNG or JPEG bytes), kept out of the job hash so
+    that reading a record never carries pixels. Written by the API just before SUBMIT, with the
+    job TTL (the longest an unfinished job's record lives); removed when SUBMIT stores no job."""
+    return f"{KEY_PREFIX}:init-image:{job_id}"

@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass
 from typing import get_args
 
+from protocol.field_errors import RequestFieldError
+from protocol.init_images import AUTO_DEFAULT_SAMPLER, AUTO_DEFAULT_STEPS, InitImageHeader, resolve_strength
 from protocol.samplers import SAMPLERS, KnobName
 from protocol.schema import (
     ABSOLUTE_MAX_GUIDANCE,
@@ -24,15 +26,7 @@ from protocol.schema import (
 )
 
 DEFAULT_THRESHOLDING_RATIO = 0.995
-
-
-class RequestFieldError(ValueError):
-    """A request field whose value cannot be honoured; becomes a 422 naming ``field``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+__all__ = ["Limits", "RequestFieldError", "resolve_request", "resolve_size", "resolve_timeout"]
 
 
 @dataclass(frozen=True)
@@ -142,8 +136,12 @@ def resolve_request(
     models: dict[str, ModelInfo],
     default_model: str,
     limits: Limits,
+    init_image: InitImageHeader | None = None,
 ) -> ResolvedConfig:
-    """Returns the resolved configuration (without timesteps), or raises RequestFieldError."""
+    """Returns the resolved configuration (without timesteps), or raises RequestFieldError.
+
+    ``init_image`` is the header the API read of the request's ``init_image`` (None without one).
+    """
     name = request.model or default_model
     model = models.get(name)
     if model is None:
@@ -174,7 +172,11 @@ def resolve_request(
 
     # 2. budget and seeds
     _check_range("num_images", request.num_images, 1, limits.max_images, " (this deployment's limit)")
-    steps = request.steps if request.steps is not None else model.default_steps
+    # a denoising request (strength "auto") that names no sampler or steps gets the measured best
+    # (docs/denoise.md), not the model's text-to-image defaults
+    denoising = request.strength == "auto"
+    default_steps = AUTO_DEFAULT_STEPS if denoising else model.default_steps
+    steps = request.steps if request.steps is not None else default_steps
     _check_range("steps", steps, 1, limits.max_steps, " (this deployment's limit)")
     last_seed_offset = request.num_images - 1
     if request.seed is None:
@@ -184,7 +186,7 @@ def resolve_request(
         _check_range("seed", seed, 0, MAX_SEED - last_seed_offset, " (image i uses seed + i)")
 
     # 3. sampler and schedule
-    sampler = SAMPLERS[request.sampler or model.default_sampler]
+    sampler = SAMPLERS[request.sampler or (AUTO_DEFAULT_SAMPLER if denoising else model.default_sampler)]
     if model.prediction_type not in sampler.prediction_types:
         serving = [s.name for s in SAMPLERS.values() if model.prediction_type in s.prediction_types]
         raise RequestFieldError(
@@ -192,7 +194,8 @@ def resolve_request(
             f"sampler {sampler.name!r} cannot use a model that predicts {model.prediction_type}; "
             f"samplers that can: {', '.join(serving)}",
         )
-    schedule = request.schedule or _default_schedule(model, sampler.name, steps, request.sampler is None)
+    model_default = request.sampler is None and not denoising
+    schedule = request.schedule or _default_schedule(model, sampler.name, steps, model_default)
     if schedule not in sampler.schedules:
         raise RequestFieldError(
             "schedule",
@@ -293,7 +296,7 @@ def resolve_request(
     if guidance_rescale > 0 and guidance_scale == 1.0:
         raise RequestFieldError("guidance_rescale", "guidance_rescale has no effect when guidance_scale is 1")
 
-    return ResolvedConfig(
+    config = ResolvedConfig(
         model=name,
         class_label=request.class_label,
         prompt=request.prompt,
@@ -319,3 +322,6 @@ def resolve_request(
         width=width,
         height=height,
     )
+    if request.init_image is not None and init_image is None:
+        raise ValueError("a request with init_image is resolved with the image's header")
+    return resolve_strength(config, model, init_image, request.strength)

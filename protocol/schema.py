@@ -41,6 +41,10 @@ ABSOLUTE_MAX_TIMEOUT_S = 86_400.0
 ABSOLUTE_MAX_SIZE = 2048  # pixels per side
 MAX_PROMPT_CHARS = 2000
 MAX_WEBHOOK_URL_CHARS = 2000
+# base64 characters of an init_image the contract admits at all; a deployment's limit
+# (``max_init_image_bytes``) is lower, and an image over it is a 413 naming init_image
+ABSOLUTE_MAX_INIT_IMAGE_CHARS = 64 * 1024 * 1024
+Strength = Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"]
 WebhookUrl = Annotated[
     AnyUrl,
     UrlConstraints(max_length=MAX_WEBHOOK_URL_CHARS, allowed_schemes=["http", "https"], host_required=True),
@@ -157,6 +161,20 @@ class GenerationRequest(BaseModel):
         None, ge=0.0, le=ABSOLUTE_MAX_GUIDANCE, description="w in ε_u + w (ε_c − ε_u); 1 is off"
     )
     guidance_rescale: float | None = Field(None, ge=0.0, le=1.0, description="φ of Lin et al. 2024")
+    init_image: str | None = Field(
+        None,
+        max_length=ABSOLUTE_MAX_INIT_IMAGE_CHARS,
+        description="img2img / denoising: a PNG or JPEG as base64, the width, height and channels of "
+        "the model (grey for 1 channel, RGB for 3); it is noised to the timestep that strength selects "
+        "and denoised with every other knob as usual",
+    )
+    strength: Strength | None = Field(
+        None,
+        description="with init_image: how far back the image is noised, in (0, 1] (1: from pure noise; the "
+        'reverse process runs int(steps × strength) of the schedule\'s steps; default 0.8), or "auto": '
+        "denoise the image: its noise level σ̂ is measured and the reverse process starts from the image "
+        "itself at the timestep whose noise level matches (pixel models; docs/denoise.md)",
+    )
     timeout_s: float | None = Field(
         None,
         gt=0.0,
@@ -215,6 +233,18 @@ class ResolvedConfig(BaseModel):
     width: int
     height: int
     timesteps: list[float] = Field(default_factory=list, description="filled in by the worker")
+    init_image_sha256: str | None = Field(
+        None, description="img2img: SHA-256 of the init_image's bytes (the image itself is not echoed)"
+    )
+    strength: Strength | None = Field(None, description="img2img: the strength asked for")
+    start_timestep: int | None = Field(
+        None, description="img2img: the training timestep the reverse process started from (by the worker)"
+    )
+    init_noise_estimate: float | None = Field(
+        None,
+        description='strength "auto": σ̂, the init image\'s estimated noise std in gray levels (0-255) '
+        "that chose start_timestep (by the worker; docs/denoise.md)",
+    )
 
 
 # ---------------------------------------------------------------------------- results
@@ -236,6 +266,12 @@ class GeneratedImage(BaseModel):
     noise_estimate: float = Field(
         description="estimated std of the noise left in the image, in gray levels (0-255): Donoho's "
         "wavelet-MAD estimator, median(|HH1|)/0.6745 over the finest Haar diagonal details"
+    )
+    init_returned: bool | None = Field(
+        None,
+        description='strength "auto" only: true when the denoised image scored noisier than the init image '
+        "by noise_estimate, and the init image was returned instead (a denoising request never "
+        "returns a noisier image)",
     )
 
 

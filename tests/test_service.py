@@ -289,5 +289,7 @@ def test_openapi_has_an_example_for_each_knob(client: httpx.Client) -> None:
         "num_images",
         "seed",
         "class_label",
+        "init_image",
+        "strength",
     }
     assert knobs - {"deterministic"} <= exercised

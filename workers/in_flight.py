@@ -52,7 +52,7 @@ class InFlightJob:
         return all(s.done for s in self.states)
 
     def progress(self) -> Progress:
-        return Progress(step=min(s.step_index for s in self.states), total=self.states[0].num_steps)
+        return Progress(step=min(s.steps_taken for s in self.states), total=self.states[0].steps_to_run)
 
     def overdue(self, now: float) -> DeadlineExceeded | None:
         """The error to fail the job with if its deadline has passed by ``now``."""

@@ -16,6 +16,7 @@ dead-letter stream and acknowledged.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -41,6 +42,7 @@ from protocol.keys import (
     STATUS_FIELD,
     STREAM_JOB_FIELD,
     dead_letter_stream_key,
+    init_image_key,
     job_key,
     jobs_stream_key,
     tokenizer_key,
@@ -228,6 +230,11 @@ class WorkerJobStore:
         if not fields:
             return None
         return record_from_hash(job_id, fields)
+
+    def init_image(self, job_id: str) -> bytes | None:
+        """The job's init image (PNG or JPEG bytes), None when it has none or it expired."""
+        encoded = self.client.get(init_image_key(job_id))
+        return None if encoded is None else base64.b64decode(encoded)
 
     def write_progress(self, progress: dict[str, Progress], events: list[JobEvent]) -> None:
         """The jobs' progress fields and their ``running`` events, in one round trip."""

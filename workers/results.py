@@ -7,10 +7,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from protocol.schema import GeneratedImage, JobRecord, JobResult, Timings
 from workers.images import png_base64, to_uint8
 from workers.noise_estimate import noise_estimate
 from workers.sampling.state import SamplingState, visited_timesteps
+
+
+def delivered_pixels(state: SamplingState) -> tuple[np.ndarray, float, bool | None]:
+    """(uint8 pixels, their noise estimate, whether the init image was returned instead) of a
+    decoded image. A denoising request (``strength: "auto"``) never returns an image noisier than
+    it was given, by the estimate every response reports: when the result scores above the init
+    image, the init image is returned (``init_returned``; None for other requests)."""
+    assert state.image is not None
+    pixels = to_uint8(state.image)
+    estimate = noise_estimate(pixels)
+    if state.config.strength != "auto" or state.init is None:
+        return pixels, estimate, None
+    if estimate > state.init.noise_estimate:
+        return state.init.pixels, state.init.noise_estimate, True
+    return pixels, estimate, False
 
 
 def build_result(
@@ -32,7 +49,7 @@ def build_result(
     for state in states:
         if state.image is None:
             raise ValueError(f"job {record.id}: image {state.index} was not decoded (engine.finished)")
-        pixels = to_uint8(state.image)
+        pixels, estimate, init_returned = delivered_pixels(state)
         images.append(
             GeneratedImage(
                 index=state.index,
@@ -41,7 +58,8 @@ def build_result(
                 width=pixels.shape[1],
                 height=pixels.shape[0],
                 png_base64=png_base64(pixels),
-                noise_estimate=noise_estimate(pixels),
+                noise_estimate=estimate,
+                init_returned=init_returned,
             )
         )
     finished = clock()
@@ -53,5 +71,9 @@ def build_result(
         encode_ms=round(1000 * (finished - inference_done), 3),
         total_ms=round(1000 * max(0.0, finished - record.created_at), 3),
     )
-    config = cfg.model_copy(update={"timesteps": visited_timesteps(states[0].scheduler)})
+    first = states[0]
+    update: dict[str, object] = {"timesteps": visited_timesteps(first.scheduler, first.first_step)}
+    if first.start is not None:
+        update.update(start_timestep=first.start.start_timestep, init_noise_estimate=first.start.noise_sigma)
+    config = cfg.model_copy(update=update)
     return JobResult(images=images, config=config, timings=timings, worker=worker)

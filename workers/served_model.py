@@ -12,6 +12,7 @@ step (``tick``) and stores what finished (``finish``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 
@@ -19,8 +20,9 @@ import redis
 
 from protocol.events import JobEvent
 from protocol.records import CorruptJobRecord
-from protocol.schema import Progress
+from protocol.schema import JobRecord, Progress
 from workers.in_flight import InFlightJob, refusal
+from workers.init_images import InitImage, InitImageUnusable
 from workers.job_store import StreamEntry, WorkerJobStore
 from workers.metrics import WorkerMetrics
 from workers.models.loading import LoadedModel
@@ -117,7 +119,7 @@ class ServedModel:
             self.endings.end(record.id, entry.entry_id, outcome, error=why)
             return
         try:
-            states = new_states(record.id, record.config, self.model)
+            states = new_states(record.id, record.config, self.model, self._init_image(record))
         except Exception as error:  # a config the engine cannot run must fail the job, not the worker
             log.exception("job %s failed to start", record.id)
             self.endings.end(record.id, entry.entry_id, Outcome.FAILED, error=error)
@@ -180,6 +182,16 @@ class ServedModel:
             )
 
     # ------------------------------------------------------------------ helpers
+    def _init_image(self, record: JobRecord) -> InitImage | None:
+        """The job's init image, decoded (None without one); InitImageUnusable when it is gone."""
+        cfg = record.config
+        if cfg.init_image_sha256 is None:
+            return None
+        data = self.store.init_image(record.id)
+        if data is None or hashlib.sha256(data).hexdigest() != cfg.init_image_sha256:
+            raise InitImageUnusable(f"job {record.id}: its init image is missing or changed (expired?)")
+        return InitImage.decode(data, self.model.info.channels, cfg.width, cfg.height)
+
     def _forget(self, job_id: str) -> None:
         self.engine.drop(job_id)
         self.jobs.pop(job_id, None)

@@ -114,3 +114,21 @@ def test_the_async_client(api_url: str) -> None:
                 await api.generate(steps=0)
 
     asyncio.run(run())
+
+
+def test_an_init_image_from_a_file_or_a_pil_image_denoises(denoise: DenoiseClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from client.images import init_image
+    from tests.workers.test_noise_level import noisy_digits
+
+    picture = Image.fromarray(noisy_digits(25, count=1, seed=51)[0])
+    picture.save(tmp_path / "noisy.png")
+    from_file = denoise.generate(init_image=init_image(tmp_path / "noisy.png"), strength="auto", seed=3)
+    from_pil = denoise.generate(init_image=init_image(picture), strength="auto", seed=3)
+    assert from_file.config.start_timestep is not None and from_file.config.init_noise_estimate is not None
+    assert job_png_bytes(from_file) == job_png_bytes(from_pil)
+    with pytest.raises(ValidationError) as refused:
+        denoise.generate(init_image=init_image(picture), strength=0)
+    # a union's two branches each say why (a number in (0, 1], or "auto")
+    assert refused.value.errors and all(error.field.startswith("strength") for error in refused.value.errors)

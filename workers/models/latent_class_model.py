@@ -60,3 +60,6 @@ class LatentClassTransformerModel(LoadedModel):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.codec.decode(latents)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(pixels.to(self.device))

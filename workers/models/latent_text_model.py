@@ -63,3 +63,6 @@ class LatentTextModel(LoadedModel):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.codec.decode(latents)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(pixels.to(self.device))

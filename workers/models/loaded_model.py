@@ -66,6 +66,12 @@ class LoadedModel(ABC):
         """Finished latents -> pixels in [-1, 1], as one batch (pixel models: the latents)."""
         return latents
 
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] [B, C, H, W] -> the latents the reverse process runs on (pixel
+        models: the pixels; latent models: the VAE posterior's mean, so an init image gives one
+        latent whatever the seed)."""
+        return pixels
+
     @torch.inference_mode()
     def warm_up(self, batch_sizes: Sequence[int] = (1, 2)) -> None:
         """Forwards of ``batch_sizes`` rows before the worker reports ready (compilation, kernel

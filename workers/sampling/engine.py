@@ -32,6 +32,7 @@ import torch
 
 from protocol.schema import ResolvedConfig
 from workers.host_upload import upload
+from workers.init_images import InitImage
 from workers.models.loaded_model import Condition, LoadedModel
 from workers.sampling import batched_step
 from workers.sampling.guidance import combine_guidance
@@ -250,8 +251,11 @@ class SamplingEngine:
             state.step_index += 1
 
 
-def generate(model: LoadedModel, config: ResolvedConfig, job_id: str = "local") -> list[SamplingState]:
+def generate(
+    model: LoadedModel, config: ResolvedConfig, job_id: str = "local", init: InitImage | None = None
+) -> list[SamplingState]:
     """All images of one resolved request, sampled in-process with every image in each forward
-    pass (as a worker runs a request alone); returns the finished states."""
-    states = new_states(job_id, config, model)
+    pass (as a worker runs a request alone); returns the finished states. ``init``: the request's
+    init image, if it has one."""
+    states = new_states(job_id, config, model, init)
     return SamplingEngine(model, max_rows=max(1, rows_of(states))).run_to_completion(states)

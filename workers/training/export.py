@@ -13,7 +13,14 @@ from pathlib import Path
 import torch
 
 from workers.models.architecture import build_digit_unet
-from workers.training.data import DATA_DESCRIPTION, IMAGE_SIZE, NUM_CLASSES, digit_model_metadata
+from workers.training.data import (
+    DATA_DESCRIPTION,
+    HOLDOUT_PER_CLASS,
+    HOLDOUT_RULE,
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    digit_model_metadata,
+)
 from workers.training.ema import EMA
 from workers.training.train import TrainConfig, TrainState, noise_scheduler_for
 
@@ -25,10 +32,14 @@ def export_model(
     ema.shadow.save_pretrained(out_dir / "unet", safe_serialization=True)
     noise_scheduler_for(cfg).save_pretrained(out_dir / "scheduler")
     parameters = sum(p.numel() for p in ema.shadow.parameters())
+    data: dict[str, object] = {"data": DATA_DESCRIPTION}
+    if cfg.holdout:
+        held_out = HOLDOUT_PER_CLASS * NUM_CLASSES
+        data = {"data": f"{DATA_DESCRIPTION}, less {held_out} held out", "held_out": HOLDOUT_RULE}
     metadata = digit_model_metadata(
         default_guidance_scale,
         training={
-            "data": DATA_DESCRIPTION,
+            **data,
             "parameters": parameters,
             "steps": state.step,
             "wall_seconds": round(state.wall_seconds, 1),

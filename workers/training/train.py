@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from workers.host_upload import upload
 from workers.models.architecture import build_digit_unet
-from workers.training.data import IMAGE_SIZE, NULL_CLASS, NUM_CLASSES, load_mnist_digits, to_model_space
+from workers.training.data import (
+    IMAGE_SIZE,
+    NULL_CLASS,
+    NUM_CLASSES,
+    load_mnist_digits,
+    split_digits,
+    to_model_space,
+)
 from workers.training.ema import EMA
 from workers.training.losses import LossName, diffusion_loss
 
@@ -50,6 +57,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     threads: int = 0
     device: str = "cpu"
+    holdout: bool = False  # train without the held-out digits (workers.training.data.split_digits)
 
 
 @dataclass
@@ -115,6 +123,9 @@ def train(cfg: TrainConfig) -> tuple[EMA, TrainState]:
     Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     images, labels = load_mnist_digits()
+    if cfg.holdout:
+        (images, labels), (held_images, _) = split_digits(images, labels)
+        log.info("held out %d digits; training on %d", len(held_images), len(images))
     data = to_model_space(images)
     targets = torch.from_numpy(labels)
     null_class = NULL_CLASS
