@@ -123,7 +123,8 @@ def evaluated_at(prometheus: httpx.Client, api_url: str) -> float:
             # A deadline that passes before the worker starts the job: the worker fails it.
             late = client.post("/v1/generations", json={"class_label": 1, "steps": 2, "timeout_s": 0.001})
             assert late.json()["status"] == "failed", late.text
-            huge = client.post("/v1/generations", content=b" " * (1 << 20))
+            # past max_image_body_bytes (4 MiB), the limit of the routes that take an init image
+            huge = client.post("/v1/generations", content=b" " * (8 << 20))
             assert huge.status_code == 413, huge.text
 
             def scraped(round_: int = round_) -> bool:
