@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from protocol.init_images import INIT_IMAGE_FORMATS, MODE_FOR_CHANNELS
 from workers.noise_estimate import noise_estimate
 from workers.noise_level import init_noise_sigma
-
-MODES = {"L": 1, "RGB": 3}
 
 
 class InitImageUnusable(ValueError):
@@ -31,13 +30,13 @@ class InitImage:
     def decode(cls, data: bytes, channels: int, width: int, height: int) -> InitImage:
         """Raises InitImageUnusable unless ``data`` is an 8-bit image of this size and channels."""
         try:
-            with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as image:
+            with Image.open(io.BytesIO(data), formats=list(INIT_IMAGE_FORMATS)) as image:
                 image.load()
                 mode, size = image.mode, image.size
                 pixels = np.asarray(image)
         except (OSError, SyntaxError, ValueError) as error:
             raise InitImageUnusable(f"the init image does not decode: {error}") from error
-        if MODES.get(mode) != channels or size != (width, height):
+        if MODE_FOR_CHANNELS.get(channels) != mode or size != (width, height):
             raise InitImageUnusable(
                 f"the init image is {size[0]}×{size[1]} mode {mode}; the job needs {width}×{height} "
                 f"with {channels} channel(s)"
