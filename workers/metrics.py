@@ -6,7 +6,7 @@ Everything that happens to one model's stream, engine or jobs carries a ``model`
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # histogram bucket bounds, in seconds: a job (queue wait, reverse process, end to end) takes 5 ms
 # to minutes; one step, forward or encoding takes 1 ms to about a second
@@ -106,6 +106,18 @@ class WorkerMetrics:
             MODEL,
             registry=r,
         )
+        self.heap_trim = Histogram(
+            "denoise_worker_heap_trim_seconds",
+            "One malloc_trim of the worker's heap (workers.heap_trim)",
+            registry=r,
+            buckets=STEP_SECONDS_BUCKETS,
+        )
+        self.heap_trim_released = Counter(
+            "denoise_worker_heap_trim_released_bytes_total",
+            "Resident memory handed back to the OS by heap trims",
+            registry=r,
+        )
+        ProcessCollector(registry=r)  # process_resident_memory_bytes and the rest
         self.busy = Gauge("denoise_worker_busy", "1 while images are in flight", registry=r)
         self.in_flight = Gauge("denoise_worker_states_in_flight", "Images being sampled", registry=r)
 

@@ -85,6 +85,12 @@ class WorkerSettings(BaseSettings):
     preview_interval_s: float = Field(
         1.0, ge=0, description="minimum time between x̂₀ previews in a job's running events (0: none)"
     )
+    heap_trim_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often freed heap is handed back to the OS (glibc malloc_trim; 0: never): "
+        "activations of many batch sizes fragment the heap and keep resident memory growing",
+    )
 
     @field_validator("models", mode="before")
     @classmethod

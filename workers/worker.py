@@ -18,6 +18,7 @@ import time
 import redis
 
 from protocol.schema import WorkerState
+from workers.heap_trim import HeapTrim
 from workers.heartbeat import Heartbeat
 from workers.job_store import StreamReader
 from workers.lifecycle import Lifecycle
@@ -50,6 +51,7 @@ class Worker:
         self.reader = StreamReader(client, settings.worker_name)
         self.lifecycle = Lifecycle(settings.shutdown_grace_s)
         self.heartbeat = Heartbeat(settings, self.served, self.lifecycle)
+        self.heap_trim = HeapTrim(settings.heap_trim_interval_s)
         self._first = 0  # the model that ticks first in the next loop (round robin)
 
     def request_stop(self) -> None:
@@ -84,6 +86,7 @@ class Worker:
                     break
                 self.tick()
                 self.finish()
+                self.trim_heap()
             except redis.RedisError as error:
                 log.warning("redis error: %s; retrying in 1 s", error)
                 time.sleep(1.0)
@@ -135,3 +138,10 @@ class Worker:
         """Encodes and stores the jobs every model finished (``ServedModel.finish``)."""
         for served in self.served:
             served.finish()
+
+    def trim_heap(self) -> None:
+        """Hands freed heap back to the OS every ``heap_trim_interval_s`` (``workers.heap_trim``)."""
+        trimmed = self.heap_trim.maybe_trim()
+        if trimmed is not None:
+            self.metrics.heap_trim.observe(trimmed.seconds)
+            self.metrics.heap_trim_released.inc(trimmed.released_bytes)
