@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from selenium.webdriver.common.by import By
@@ -37,6 +38,7 @@ class ColumnResult:
     images: list[dict[str, Any]]  # src, natural and shown size, noise estimate
     config: dict[str, Any] | None
     timings: dict[str, str]
+    init: dict[str, str]  # what became of the init image, by config/image field name: σ̂, start, returned
     error: str
 
 
@@ -62,10 +64,22 @@ class PlaygroundPage:
         """The values of a select's options, disabled ones included."""
         return [o.get_attribute("value") for o in Select(self.control(css, name)).options]
 
+    def word_box(self, css: str, name: str, word: str) -> WebElement | None:
+        """The checkbox of a word a number field also takes (strength's "auto"), if it has one."""
+        boxes = self.driver.find_elements(
+            By.CSS_SELECTOR, f'{css} [data-field="{name}"] input[data-word="{word}"]'
+        )
+        return boxes[0] if boxes else None
+
     def set(self, css: str, name: str, value: str) -> None:
-        """Sets a control as typing or picking would (a select's option, a box's text, a checkbox)."""
+        """Sets a control as typing or picking would (a select's option, a box's text, a checkbox, a
+        number field's word by its box)."""
         element = self.control(css, name)
-        if element.tag_name == "select":
+        word = self.word_box(css, name, value)
+        if word is not None:
+            if not word.is_selected():
+                word.click()
+        elif element.tag_name == "select":
             Select(element).select_by_value(value)
         elif element.get_attribute("type") == "checkbox":
             if element.is_selected() != (value == "true"):
@@ -78,7 +92,35 @@ class PlaygroundPage:
         element = self.control(css, name)
         if element.get_attribute("type") == "checkbox":
             return "true" if element.is_selected() else ""
-        return str(element.get_attribute("value"))
+        words = self.driver.find_elements(By.CSS_SELECTOR, f'{css} [data-field="{name}"] input[data-word]')
+        checked = [str(box.get_attribute("data-word")) for box in words if box.is_selected()]
+        return checked[0] if checked else str(element.get_attribute("value"))
+
+    def pick_file(self, css: str, name: str, path: Path, timeout_s: float = 10) -> None:
+        """Picks ``path`` in a file field as the file dialog would, and waits until the page has read it
+        (its thumbnail shows the image)."""
+        self.control(css, name).send_keys(str(path.resolve()))
+        self.wait_until(lambda: self.thumbnail(css, name)["natural_width"] > 0, timeout_s)
+
+    def thumbnail(self, css: str, name: str) -> dict[str, Any]:
+        """A file field's preview: shown or not, its source, natural and shown size, rendering."""
+        return dict(
+            self.driver.execute_script(
+                """const img = document.querySelector(arguments[0]);
+                return {shown: !!img && !img.hidden, src: img ? img.getAttribute('src') || '' : '',
+                        natural_width: img && !img.hidden && img.complete ? img.naturalWidth : 0,
+                        shown_height: img ? img.getBoundingClientRect().height : 0,
+                        rendering: img ? getComputedStyle(img).imageRendering : ''};""",
+                f'{css} [data-field="{name}"] img.thumb',
+            )
+        )
+
+    def hint(self, css: str, name: str) -> str:
+        return str(
+            self.driver.find_element(By.CSS_SELECTOR, f'{css} [data-field="{name}"] .hint').get_attribute(
+                "textContent"
+            )
+        )
 
     def column_count(self) -> int:
         return len(self.driver.find_elements(By.CSS_SELECTOR, ".column"))
@@ -139,6 +181,12 @@ class PlaygroundPage:
             ).get_attribute("textContent")
             for row in column.find_elements(By.CSS_SELECTOR, ".timings div")
         }
+        init = {
+            str(row.get_attribute("data-name")): str(
+                row.find_element(By.TAG_NAME, "dd").get_attribute("textContent")
+            )
+            for row in column.find_elements(By.CSS_SELECTOR, "dl.init div")
+        }
         errors = column.find_elements(By.CSS_SELECTOR, ".column-error")
         return ColumnResult(
             job_id=column.get_attribute("data-job-id"),
@@ -147,6 +195,7 @@ class PlaygroundPage:
             images=list(images),
             config=config,
             timings={str(k): str(v) for k, v in timings.items()},
+            init=init,
             error=" ".join(e.text for e in errors if e.is_displayed()),
         )
 

@@ -20,6 +20,31 @@ function configText(config) {
   return `{\n${lines.join(",\n")}\n}`;
 }
 
+/**
+ * What a job made of its init image, as [key, label, value in words, title] rows: σ̂ and the start
+ * timestep from its resolved config, and whether the init image came back instead of the result
+ * (each image's init_returned). Empty for a job without an init image.
+ */
+function initRows(job) {
+  const config = job.config ?? {};
+  const rows = [];
+  if (config.init_noise_estimate != null) {
+    const sigma = `${config.init_noise_estimate.toFixed(2)} gray levels`;
+    rows.push(["init_noise_estimate", "init σ̂", sigma, "the noise measured in the init image"]);
+  }
+  if (config.start_timestep != null) {
+    rows.push(["start_timestep", "start timestep", String(config.start_timestep), "where the reverse process began"]);
+  }
+  const judged = (job.images ?? []).filter((image) => image.init_returned != null);
+  if (judged.length) {
+    const returned = judged.filter((image) => image.init_returned).map((image) => image.index);
+    const text = !returned.length ? "no" : returned.length === judged.length ? "yes" : `images ${returned.join(", ")}`;
+    const title = "yes: the result scored noisier than the init image, which came back instead";
+    rows.push(["init_returned", "init returned", text, title]);
+  }
+  return rows;
+}
+
 export class Column {
   /**
    * @param {object} catalog {specs, samplers (Map name → SamplerInfo), knobs (Set of every
@@ -106,9 +131,10 @@ export class Column {
    * Applies the model's and the sampler's rules: which schedules, which knobs (the sampler's
    * ``knobs`` and ``noise``), whether guidance applies, and the model's defaults as placeholders.
    * @param {object} model ModelInfo
-   * @param {boolean} conditioned a class or a prompt is chosen
+   * @param {object} context what the shared fields hold: {conditioned (a class or a prompt is
+   *   chosen), initImage (an image to start from is picked)}
    */
-  update(model, conditioned) {
+  update(model, { conditioned, initImage }) {
     const samplerField = this.field("sampler");
     samplerField.setChoices(this.samplerChoices(model));
     if (!samplerField.hasChoice(samplerField.value)) samplerField.value = model.default_sampler;
@@ -150,6 +176,8 @@ export class Column {
       this.field(name)?.enable(model.supports_guidance && conditioned, guidanceWhy);
     }
     this.field("guidance_scale")?.setBounds({ placeholder: String(model.default_guidance_scale) });
+    // strength says how far back the init image is noised: without one the API refuses it
+    this.field("strength")?.enable(initImage, "needs an init image (under Every column)");
   }
 
   /** The request body of this column: the shared fields', then its own. */
@@ -267,7 +295,8 @@ export class Column {
     };
   }
 
-  /** The finished job: each image large, its σ̂, the timings and the resolved config. */
+  /** The finished job: each image large, its σ̂, what became of an init image, the timings and the
+   * resolved config. */
   showJob(job) {
     this.element.dataset.status = job.status;
     const parts = [];
@@ -292,6 +321,13 @@ export class Column {
       );
       const caption = element("figcaption", {}, noise, ` · seed ${image.seed} · ${image.width}×${image.height}`);
       parts.push(element("figure", { class: "image" }, img, caption));
+    }
+    const init = initRows(job);
+    if (init.length) {
+      const rows = init.map(([key, label, text, title]) =>
+        element("div", { "data-name": key, title }, element("dt", {}, label), element("dd", {}, text)),
+      );
+      parts.push(element("dl", { class: "init" }, ...rows));
     }
     if (job.timings) {
       const rows = Object.entries(job.timings).map(([name, ms]) =>

@@ -5,10 +5,24 @@ import { apiKey, getJson, setApiKey } from "./api.js";
 import { Column } from "./column.js";
 import { element, Field, fieldSpecs } from "./fields.js";
 
-// What every column shares: the model, what to draw, the size, the seed. Every other field of the
-// request is a knob of the reverse process, set per column (a knob the schema gains shows up by
-// itself). A deadline and a webhook do not change the image: they are left to the API's defaults.
-const SHARED = ["model", "class_label", "prompt", "negative_prompt", "width", "height", "num_images", "seed"];
+// What every column shares: the model, what to draw, the size, the seed, and the image to start
+// from (so every column denoises the same one). Every other field of the request is a knob of the
+// reverse process, set per column (a knob the schema gains shows up by itself). A deadline and a
+// webhook do not change the image: they are left to the API's defaults.
+const SHARED = [
+  "model",
+  "class_label",
+  "prompt",
+  "negative_prompt",
+  "width",
+  "height",
+  "num_images",
+  "seed",
+  "init_image",
+];
+// Fields that take a file, sent as base64: the types the file picker offers (the API judges the
+// bytes, its size and channels, and its refusal is shown under the field like any other)
+const FILE_TYPES = new Map([["init_image", "image/png,image/jpeg"]]);
 const NOT_SHOWN = new Set(["timeout_s", "webhook", "webhook_events"]);
 const COLUMN_KEY = /^(\d+)\.(\w+)$/; // "2.steps" in a link: column 2's steps
 
@@ -80,7 +94,7 @@ class Playground {
       } else if (name === "class_label") {
         choices = []; // the chosen model's classes (updateShared)
       }
-      const field = new Field(spec, { choices });
+      const field = new Field(spec, { choices, accept: FILE_TYPES.get(name) ?? null });
       this.shared.set(name, field);
       container.append(field.element);
     }
@@ -142,6 +156,14 @@ class Playground {
       size.setBounds({ minimum, maximum, step: model.size_multiple, placeholder: String(model.image_size) });
       size.setHelp(`a multiple of ${model.size_multiple}, ${minimum}–${maximum}`);
     }
+    const image = field("init_image");
+    if (image) {
+      const width = field("width")?.value || model.image_size;
+      const height = field("height")?.value || model.image_size;
+      const colour = { 1: "grey", 3: "RGB" }[model.channels] ?? `${model.channels}-channel`;
+      const types = (image.input.accept || "").split(",").map((type) => type.replace(/^image\//, "").toUpperCase());
+      image.setHelp(`a ${width}×${height} ${colour} ${types.join(" or ")} to start from; not kept in the link`);
+    }
   }
 
   conditioned() {
@@ -151,11 +173,17 @@ class Playground {
     });
   }
 
+  /** What the shared fields allow a column: guidance needs a class or a prompt, strength an image. */
+  context() {
+    const image = this.shared.get("init_image");
+    return { conditioned: this.conditioned(), initImage: Boolean(image?.active && image.value !== "") };
+  }
+
   updateAll() {
     this.updateShared();
     const model = this.model();
-    const conditioned = this.conditioned();
-    for (const column of this.columns) column.update(model, conditioned);
+    const context = this.context();
+    for (const column of this.columns) column.update(model, context);
     this.updateCaptions();
     this.updateLink();
   }
@@ -181,7 +209,7 @@ class Playground {
     this.columns.push(column);
     $("columns").append(column.element);
     this.renumber();
-    column.update(model, this.conditioned());
+    column.update(model, this.context());
     return column;
   }
 
@@ -201,10 +229,13 @@ class Playground {
     for (const column of this.columns) column.remove.hidden = this.columns.length === 1;
   }
 
-  /** The whole comparison as link parameters: shared fields as they are, column i's as "i.name". */
+  /** The whole comparison as link parameters: shared fields as they are, column i's as "i.name". A
+   * file is left out: base64 would make a link too long to share (and browsers cut long URLs). */
   linkParams(run) {
     const params = new URLSearchParams();
-    for (const [name, field] of this.shared) if (field.active && field.value !== "") params.set(name, field.value);
+    for (const [name, field] of this.shared) {
+      if (field.kind !== "file" && field.active && field.value !== "") params.set(name, field.value);
+    }
     this.columns.forEach((column, index) => {
       for (const [name, value] of Object.entries(column.values())) params.set(`${index + 1}.${name}`, value);
     });
@@ -214,6 +245,13 @@ class Playground {
 
   updateLink() {
     $("reproduce").href = `#${this.linkParams($("autorun").checked)}`;
+    const files = [...this.shared.values()].filter((f) => f.kind === "file" && f.active && f.value !== "");
+    const note = $("link-note");
+    note.textContent = files.length
+      ? `The link leaves out the ${files.map((f) => f.spec.title.toLowerCase()).join(" and the ")} (too long ` +
+        "for a URL): pick it again after opening the link."
+      : "";
+    note.hidden = !files.length;
   }
 
   /** Restores a comparison from link parameters (a fresh form when there are none). Returns
@@ -234,7 +272,8 @@ class Playground {
     this.updateShared();
     const fresh = !params.size;
     for (const [name, field] of this.shared) {
-      if (name === "model" || (fresh && field.kind === "select")) continue;
+      // a link carries no file (linkParams): the image picked here stays
+      if (name === "model" || field.kind === "file" || (fresh && field.kind === "select")) continue;
       field.value = shared[name] ?? (fresh && field.spec.default !== null ? String(field.spec.default) : "");
     }
     for (const column of this.columns) column.element.remove();
