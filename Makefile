@@ -42,10 +42,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)  ## service vs floors vs peers; the FLOP limit; step- vs request-level batching; writes bench/results/
+bench: $(STAMP)  ## service vs floors vs peers; the FLOP limit; step- vs request-level batching; heap trims; writes bench/results/
 	$(PY) -m bench.throughput
 	$(PY) -m bench.flops
 	$(PY) -m bench.request_batching
+	$(PY) -m bench.heap_trim
 
 bench-forward: $(STAMP)  ## the CPU forward's options (channels-last, bf16, torch.compile): speed and pixel differences (several minutes: compiles)
 	$(PY) -m bench.forward_options
