@@ -99,7 +99,8 @@ class BodySizeLimit:
         else:
             message = (
                 f"request body larger than {limit} bytes (max_image_body_bytes on this route; "
-                "max_body_bytes elsewhere): an init_image travels in the body and must fit in it"
+                "max_body_bytes elsewhere): an init_image (or the image file of /v1/images/edits) travels "
+                "in the body and must fit in it"
             )
         response = _error(scope, 413, message, "request_too_large")
         # the answer goes out whole but is left open: once it is complete the server stops reading

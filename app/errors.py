@@ -268,7 +268,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _field_error(request: Request, error: RequestFieldError) -> JSONResponse:
         if speaks_openai(request.scope):
             status = 413 if error.status_code == 413 else 400
-            return openai_error(status, error.message, error.field, "invalid_value")
+            code = getattr(error, "code", "invalid_value")  # the edits form's refusals carry their own
+            return openai_error(status, error.message, error.field or None, code)
         return JSONResponse({"detail": field_error_detail(error)}, status_code=error.status_code)
 
     @app.exception_handler(RequestValidationError)

@@ -17,9 +17,10 @@ from PIL import Image, UnidentifiedImageError
 from protocol.init_images import INIT_IMAGE_FORMATS, InitImageError, InitImageHeader
 from protocol.schema import ABSOLUTE_MAX_SIZE
 
-# the routes whose body may carry an init image (their body limit is max_image_body_bytes); the
-# OpenAI-shaped route takes every knob of the contract, init_image and strength included
-INIT_IMAGE_PATHS = ("/v1/generations", "/v1/images/generations")
+# the routes whose body may carry an init image (their body limit is max_image_body_bytes): the
+# OpenAI-shaped route takes every knob of the contract, init_image and strength included, and the
+# edits route's image is a file part (raw bytes: smaller than the same image in base64)
+INIT_IMAGE_PATHS = ("/v1/generations", "/v1/images/generations", "/v1/images/edits")
 DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,")
 
 
@@ -36,7 +37,7 @@ def decode_base64_image(encoded: str, max_bytes: int) -> bytes:
             encoded = encoded[len(prefix) :]
             break
     if len(encoded) // 4 * 3 > max_bytes + 3:  # refused before decoding anything
-        raise InitImageError(_too_large(len(encoded) // 4 * 3, max_bytes), 413)
+        raise InitImageError(too_large(len(encoded) // 4 * 3, max_bytes), 413)
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as error:
@@ -54,7 +55,7 @@ def read_init_image(data: bytes, max_bytes: int) -> InitImageHeader:
             is empty, not PNG or JPEG, or does not decode.
     """
     if len(data) > max_bytes:
-        raise InitImageError(_too_large(len(data), max_bytes), 413)
+        raise InitImageError(too_large(len(data), max_bytes), 413)
     if not data:
         raise InitImageError("init_image is empty")
     try:
@@ -90,5 +91,5 @@ def read_init_image(data: bytes, max_bytes: int) -> InitImageHeader:
     return header
 
 
-def _too_large(nbytes: int, max_bytes: int) -> str:
+def too_large(nbytes: int, max_bytes: int) -> str:
     return f"init_image is {nbytes} bytes; this deployment takes at most {max_bytes} (max_init_image_bytes)"

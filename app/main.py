@@ -38,7 +38,9 @@ the request. `GET /v1/samplers` says which sampler honours which knob; a knob th
 sampler would ignore is refused with a 422 rather than dropped silently.
 
 `POST /v1/images/generations` takes OpenAI's image-generation requests (OpenAI's SDKs work
-against it as they are) and runs them the same way, with every knob accepted as an extra field.
+against it as they are) and runs them the same way, with every knob accepted as an extra field;
+`POST /v1/images/edits` takes OpenAI's image edits (a multipart form with the image as a file) and
+runs them as img2img from that image.
 """
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid API key"}}

@@ -19,6 +19,7 @@ from protocol.schema import (
 )
 
 OPERATIONS_PATHS = ["/healthz", "/readyz", "/metrics"]
+IMAGE_BODY_ROOM_BYTES = 64 * 1024  # room in an image route's body for the fields beside the image
 
 
 def _list_from_env(value: object) -> object:
@@ -86,12 +87,14 @@ class ApiSettings(BaseSettings):
         4 * 1024 * 1024,
         ge=1024,
         description="the body limit of the routes that take an init_image (POST /v1/generations, "
-        "/v1/images/generations); larger bodies are a 413 before they are parsed",
+        "/v1/images/generations, /v1/images/edits); larger bodies are a 413 before they are parsed. At "
+        "least the base64 of max_init_image_bytes plus 64 KiB for the other fields (checked at start-up)",
     )
     max_init_image_bytes: int = Field(
         2 * 1024 * 1024,
         ge=1024,
-        description="an init_image (PNG or JPEG bytes, after base64) larger than this is a 413 naming it",
+        description="an init_image (PNG or JPEG bytes, after base64), or the image file of "
+        "/v1/images/edits, larger than this is a 413 naming it",
     )
     body_timeout_s: float = Field(
         30.0,
@@ -207,6 +210,19 @@ class ApiSettings(BaseSettings):
             raise ValueError(
                 f"webhook_lease_s ({self.webhook_lease_s:g}) must be more than twice webhook_timeout_s "
                 f"({self.webhook_timeout_s:g}): a live replica's attempt must not be taken over"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_image_limits(self) -> ApiSettings:
+        # an image within max_init_image_bytes must fit in a body: base64 (4 characters per 3 bytes)
+        # in JSON, raw bytes in a form; else its own 413 could never be reached
+        needed = 4 * -(-self.max_init_image_bytes // 3) + IMAGE_BODY_ROOM_BYTES
+        if self.max_image_body_bytes < needed:
+            raise ValueError(
+                f"max_image_body_bytes ({self.max_image_body_bytes}) must be at least {needed}: the base64 "
+                f"of max_init_image_bytes ({self.max_init_image_bytes}) and {IMAGE_BODY_ROOM_BYTES} bytes "
+                "for the request's other fields"
             )
         return self
 

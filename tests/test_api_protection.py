@@ -278,6 +278,7 @@ GUARDED = [
     ("DELETE", f"/v1/jobs/{'0' * 32}", None),
     ("POST", "/v1/generations", TINY),
     ("POST", "/v1/images/generations", TINY_OPENAI),
+    ("POST", "/v1/images/edits", TINY_OPENAI),  # the key is checked before the form is read
 ]
 
 

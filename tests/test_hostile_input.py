@@ -6,10 +6,17 @@ wrong JSON type, booleans and numeric strings for numbers) is sent with ``conten
 that takes a body, as ``/openapi.json`` lists them, so a new route is covered by itself. Each answer
 is a 4xx whose body is valid JSON (OpenAI's shape under ``/v1/images``) and names the field where
 there is one; Redis holds the same jobs before and after.
+
+Routes that take ``multipart/form-data`` (POST /v1/images/edits) get the JSON corpus too (a 4xx,
+naming no field: JSON is not their format), and a multipart corpus of their own: missing, empty,
+repeated and non-image files, the image as a text field, numbers that are not (``1e309``, ``NaN``,
+``true``, ``abc``), repeated fields, a part without a name, a cut-short body, a wrong boundary, a
+thousand parts and a field value past the part limit.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
@@ -18,12 +25,15 @@ import urllib.request
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
+from PIL import Image
 
 from protocol.keys import KEY_PREFIX
 
 JSON = "application/json"
+FORM = "multipart/form-data"
 TEN_MB = b'{"prompt": "' + b"x" * (10 * 1024 * 1024) + b'"}'
 
 # (name, the fields to add to the route's minimal body as raw JSON text, the field it names)
@@ -85,13 +95,16 @@ BODY_CASES: list[tuple[str, bytes, str | None]] = [
 ]
 
 
-def body_routes(client: httpx.Client) -> list[tuple[str, str, dict[str, Any]]]:
-    """(method, path, a minimal body the route's schema accepts) of every operation with a body."""
+def body_routes(client: httpx.Client) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(method, path, a minimal body the route's schema accepts) of every operation with a body;
+    None for a route that takes a multipart form instead of JSON."""
     schema = client.get("/openapi.json").json()
-    routes = []
+    routes: list[tuple[str, str, dict[str, Any] | None]] = []
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             content = operation.get("requestBody", {}).get("content", {})
+            if FORM in content:
+                routes.append((method.upper(), path, None))
             if JSON not in content:
                 continue
             model = content[JSON]["schema"]
@@ -143,15 +156,21 @@ def test_every_hostile_body_is_a_4xx_in_the_route_shape_and_enqueues_nothing(
     client: httpx.Client, redis_client: redis.Redis
 ) -> None:
     routes = body_routes(client)
-    assert {path for _, path, _ in routes} >= {"/v1/generations", "/v1/images/generations"}
+    assert {path for _, path, _ in routes} >= {
+        "/v1/generations",
+        "/v1/images/generations",
+        "/v1/images/edits",
+    }
     before = queue_state(redis_client)
     sent = 0
     for method, path, minimal in routes:
-        opening = json.dumps(minimal)[:-1]  # '{"prompt": ""'
+        opening = json.dumps({"prompt": ""} if minimal is None else minimal)[:-1]  # '{"prompt": ""'
+        separator = ", " if opening != "{" else ""
         for what, fields, field in FIELD_CASES:
-            raw = (opening + (", " if minimal else "") + fields + "}").encode()
+            raw = (opening + separator + fields + "}").encode()
             response = client.request(method, path, content=raw, headers={"content-type": JSON})
-            check_refused(response, path, field, what)
+            # a form route refuses JSON whatever it holds (a duplicate key may still be named)
+            check_refused(response, path, field if minimal is not None else None, what)
             sent += 1
         for what, raw_body, content_type in BODY_CASES:
             headers = {"content-type": content_type} if content_type else {}
@@ -160,6 +179,102 @@ def test_every_hostile_body_is_a_4xx_in_the_route_shape_and_enqueues_nothing(
             sent += 1
     assert queue_state(redis_client) == before
     print(f"\n{sent} hostile bodies on {len(routes)} routes: all 4xx, valid JSON, nothing enqueued")
+
+
+# ------------------------------------------------------------- multipart form routes
+BOUNDARY = "hostile-boundary"
+Part = tuple[str | None, bytes, str | None]  # (name, value, filename: a file part when given)
+
+
+def multipart(parts: list[Part], boundary: str = BOUNDARY, close: bool = True) -> bytes:
+    """A multipart/form-data body written by hand, so that it can be malformed on purpose."""
+    body = b""
+    for name, value, filename in parts:
+        disposition = "form-data" + (f'; name="{name}"' if name is not None else "")
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        headers = f"Content-Disposition: {disposition}\r\n"
+        if filename is not None:
+            headers += "Content-Type: image/png\r\n"
+        body += f"--{boundary}\r\n{headers}\r\n".encode() + value + b"\r\n"
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+def digit_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def form_cases() -> list[tuple[str, bytes, str, str | None]]:
+    """(what, body, content type, the field named) of hostile multipart bodies; each is otherwise a
+    request the route would run (a 28×28 grey PNG, prompt "7")."""
+    image: Part = ("image", digit_png(), "digit.png")
+    prompt: Part = ("prompt", b"7", None)
+    content_type = f"{FORM}; boundary={BOUNDARY}"
+    cases: list[tuple[str, list[Part] | bytes, str | None]] = [
+        ("no image part", [prompt], "image"),
+        ("an empty file", [("image", b"", "empty.png"), prompt], "image"),
+        ("a file that is not an image", [("image", b"GIF89a not an image", "x.gif"), prompt], "image"),
+        ("a PNG cut short", [("image", digit_png()[:40], "cut.png"), prompt], "image"),
+        ("the image as a text field", [("image", digit_png(), None), prompt], "image"),
+        ("two images", [image, ("image[]", digit_png(), "b.png"), prompt], "image"),
+        ("a mask", [image, ("mask", digit_png(), "mask.png"), prompt], "mask"),
+        ("no prompt", [image], "prompt"),
+        ("the prompt as a file", [image, ("prompt", b"7", "prompt.txt")], "prompt"),
+        ("n=1e309", [image, prompt, ("n", b"1e309", None)], "n"),
+        ("n=NaN", [image, prompt, ("n", b"NaN", None)], "n"),
+        ("n=true", [image, prompt, ("n", b"true", None)], "n"),
+        ("n=abc", [image, prompt, ("n", b"abc", None)], "n"),
+        ("n=2.0", [image, prompt, ("n", b"2.0", None)], "n"),
+        ("n empty", [image, prompt, ("n", b"", None)], "n"),
+        ("n past its bound", [image, prompt, ("n", b"99", None)], "n"),
+        ("guidance_scale=Infinity", [image, prompt, ("guidance_scale", b"Infinity", None)], "guidance_scale"),
+        ("steps of 5000 digits", [image, prompt, ("steps", b"9" * 5000, None)], "steps"),
+        ("seed past 2**63", [image, prompt, ("seed", b"18446744073709551616", None)], "seed"),
+        ("strength=0", [image, prompt, ("strength", b"0", None)], "strength"),
+        ("strength=AUTO", [image, prompt, ("strength", b"AUTO", None)], "strength"),
+        ("clip_sample=1", [image, prompt, ("clip_sample", b"1", None)], "clip_sample"),
+        ("a duplicate field", [image, prompt, ("steps", b"2", None), ("steps", b"1000", None)], "steps"),
+        ("init_image as a field", [image, prompt, ("init_image", b"AAAA", None)], "init_image"),
+        ("an unknown field", [image, prompt, ("stepz", b"2", None)], "stepz"),
+        ("invalid UTF-8 in a field", [image, ("prompt", b"\xff\xfe", None)], "prompt"),
+        ("a giant field value", [image, ("prompt", b"x" * (1024 * 1024), None)], "prompt"),
+        ("a part without a name", [image, prompt, (None, b"2", None)], None),
+        ("a thousand parts", [image, prompt, *[(f"f{i}", b"1", None) for i in range(1000)]], None),
+        ("a cut-short body", multipart([image, prompt], close=False)[:-10], None),
+        ("no closing boundary", multipart([image, prompt], close=False), None),
+        ("a wrong boundary", multipart([image, prompt], boundary="other"), None),
+        ("an empty body", b"", None),
+        ("garbage", b"\x00\xff" * 100, None),
+    ]
+    built = [
+        (what, parts if isinstance(parts, bytes) else multipart(parts), content_type, field)
+        for what, parts, field in cases
+    ]
+    valid = multipart([image, prompt])
+    return [
+        *built,
+        ("no boundary parameter", valid, FORM, None),
+        ("an empty boundary", valid, f"{FORM}; boundary=", None),
+        ("a urlencoded form", b"prompt=7&image=x", "application/x-www-form-urlencoded", None),
+    ]
+
+
+def test_every_hostile_form_is_a_4xx_naming_its_field_and_enqueues_nothing(
+    client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    routes = [(method, path) for method, path, minimal in body_routes(client) if minimal is None]
+    assert ("POST", "/v1/images/edits") in routes
+    before = queue_state(redis_client)
+    sent = 0
+    for method, path in routes:
+        for what, body, content_type, field in form_cases():
+            response = client.request(method, path, content=body, headers={"content-type": content_type})
+            check_refused(response, path, field, what)
+            sent += 1
+    assert queue_state(redis_client) == before
+    print(f"\n{sent} hostile forms on {len(routes)} routes: all 4xx, valid JSON, nothing enqueued")
 
 
 def test_validation_errors_echo_non_finite_input_as_strings(client: httpx.Client) -> None:

@@ -1,6 +1,9 @@
-"""POST /v1/images/generations: OpenAI's image API over the same path as POST /v1/generations.
+"""POST /v1/images/generations and /v1/images/edits: OpenAI's image API over the same path as
+POST /v1/generations.
 
-OpenAI's SDKs work against it as they are (``OpenAI(base_url=.../v1)``; ``images.generate``).
+OpenAI's SDKs work against them as they are (``OpenAI(base_url=.../v1)``; ``images.generate``,
+``images.edit``). An edit is img2img: the uploaded image is the request's ``init_image``
+(``app.image_edit_form`` reads the multipart form).
 OpenAI's API has no asynchronous answer, so the request always waits: a job still running after
 the sync timeout is a 504 naming the job's URL, where the native route answers 202. Errors come
 in OpenAI's shape (``app.errors``), with the parameter named.
@@ -15,9 +18,11 @@ from fastapi.responses import JSONResponse
 
 from app.deps import CallerDep, GenerationsDep
 from app.errors import OPENAI_PREFIX, JobUnfinished, ModelNotFound, OpenAIError
+from app.image_edit_form import EDIT_FORM_SCHEMA, edit_request, image_and_fields, read_form, renamed
 from app.openai_shapes import ImageGenerationRequest, ImagesResponse, generation_request, images_response
 from app.openapi_examples import IMAGE_EXAMPLES
-from app.submission import IdempotencyKeyHeader
+from app.submission import Generations, IdempotencyKeyHeader
+from protocol.field_errors import RequestFieldError
 from protocol.schema import SUCCEEDED, JobRecord
 
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["openai-compatible"])
@@ -48,25 +53,24 @@ def _unfinished(record: JobRecord, request: Request) -> JobUnfinished:
     )
 
 
-@router.post(
-    "/generations",
-    response_model=ImagesResponse,
-    responses={
-        400: _error("A parameter is invalid, unknown or not available for the model (`param` names it)"),
-        404: _error("The model is not served (`code`: model_not_found)"),
-        413: _error("The request body is larger than this deployment's limit"),
-        429: _error(
-            "The model's queue is at its cap (or the caller's rate limit is reached); nothing was "
-            "enqueued: retry after the Retry-After header's seconds"
-        ),
-        500: _error("The job failed or was cancelled; the message names its URL"),
-        503: _error("Redis is unreachable or no worker has registered a model yet"),
-        504: _error(
-            "The job did not finish within the sync timeout (or its own timeout_s); it goes on, at the "
-            "URL in the message and the Location header"
-        ),
-    },
-)
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("A parameter is invalid, unknown or not available for the model (`param` names it)"),
+    404: _error("The model is not served (`code`: model_not_found)"),
+    413: _error("The request body is larger than this deployment's limit"),
+    429: _error(
+        "The model's queue is at its cap (or the caller's rate limit is reached); nothing was "
+        "enqueued: retry after the Retry-After header's seconds"
+    ),
+    500: _error("The job failed or was cancelled; the message names its URL"),
+    503: _error("Redis is unreachable or no worker has registered a model yet"),
+    504: _error(
+        "The job did not finish within the sync timeout (or its own timeout_s); it goes on, at the "
+        "URL in the message and the Location header"
+    ),
+}
+
+
+@router.post("/generations", response_model=ImagesResponse, responses=RESPONSES)
 async def create_image(
     body: Annotated[ImageGenerationRequest, Body(openapi_examples=IMAGE_EXAMPLES)],
     request: Request,
@@ -75,6 +79,53 @@ async def create_image(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """OpenAI-compatible image generation: the images of POST /v1/generations, in OpenAI's shapes."""
+    return await _images(body, request, generations, caller, idempotency_key)
+
+
+@router.post(
+    "/edits",
+    response_model=ImagesResponse,
+    responses={
+        **RESPONSES,
+        400: _error(
+            "A form field is invalid, unknown, repeated or not available for the model, the image is "
+            "not a PNG or JPEG of the model's size and channels, or `mask` was sent (not supported); "
+            "`param` names the field"
+        ),
+        413: _error("The body is over max_image_body_bytes, or the image over max_init_image_bytes"),
+        415: _error("The body is not multipart/form-data"),
+    },
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": EDIT_FORM_SCHEMA}}}
+    },
+)
+async def edit_image(
+    request: Request,
+    generations: GenerationsDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """OpenAI-compatible image edit (multipart): img2img from the uploaded image, in OpenAI's shapes."""
+    form = await read_form(request)
+    try:
+        image, fields = await image_and_fields(form.multi_items(), generations.settings.max_init_image_bytes)
+    finally:
+        await form.close()
+    body = edit_request(image, fields)
+    try:
+        return await _images(body, request, generations, caller, idempotency_key)
+    except RequestFieldError as error:
+        raise renamed(error) from error
+
+
+async def _images(
+    body: ImageGenerationRequest,
+    request: Request,
+    generations: Generations,
+    caller: str,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """The OpenAI answer to an OpenAI request: translated, submitted, waited for."""
     models = await generations.models(body.model)
     name = body.model or generations.settings.default_model
     model = models.get(name)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 from app.body_limit import BodySizeLimit
+from app.init_image import INIT_IMAGE_PATHS
+from app.settings import ApiSettings
 
 LIMIT = 1024
 
@@ -78,3 +82,11 @@ def test_a_body_within_the_limit_reaches_the_app_whole() -> None:
     chunks = [b"a" * 500, b"b" * 524]
     assert run([(b"transfer-encoding", b"chunked")], chunks) == (200, b"a" * 500 + b"b" * 524, 2)
     assert run([(b"content-length", b"1024")], [b"c" * 1024]) == (200, b"c" * 1024, 1)
+
+
+def test_an_image_within_its_limit_always_fits_in_an_image_routes_body() -> None:
+    assert "/v1/images/edits" in INIT_IMAGE_PATHS
+    ApiSettings()  # 2 MiB images (2.7 MiB in base64) in 4 MiB bodies
+    ApiSettings(max_init_image_bytes=3 * 1024 * 1024, max_image_body_bytes=5 * 1024 * 1024)
+    with pytest.raises(ValidationError, match=r"max_image_body_bytes \(4194304\) must be at least 4259840"):
+        ApiSettings(max_init_image_bytes=3 * 1024 * 1024)

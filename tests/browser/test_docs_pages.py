@@ -14,7 +14,14 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.harness import Browser
 
-OPERATIONS = {"/v1/generations", "/v1/images/generations", "/v1/jobs/{job_id}", "/v1/models", "/v1/samplers"}
+OPERATIONS = {
+    "/v1/generations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/jobs/{job_id}",
+    "/v1/models",
+    "/v1/samplers",
+}
 
 
 def test_swagger_ui_renders_every_operation_offline(browser: Browser, api_url: str, tmp_path: Path) -> None:
