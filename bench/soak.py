@@ -74,8 +74,9 @@ def rss_mb(pid: int) -> float | None:
 class Stack:
     """redis-server, two workers and the API, each a child process, with faults on demand."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, worker_env: dict[str, str] | None = None) -> None:
         self.log_dir = log_dir
+        self.worker_env = worker_env or {}  # extra DENOISE_ settings of both workers
         self.redis = RedisServer(appendonly=True, data_dir=log_dir / "redis")
         self.redis.data_dir.mkdir()
         self.port = free_port()
@@ -101,6 +102,7 @@ class Stack:
             DENOISE_RECLAIM_INTERVAL_S="1",
             DENOISE_PROGRESS_INTERVAL_S="0",
             **worker_models(os.environ),
+            **self.worker_env,
         )
         self.workers[name] = self.spawn(name, "workers", env)
 
@@ -357,13 +359,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--fault-interval-s", type=float, default=60.0)
+    parser.add_argument(
+        "--heap-trim-interval-s",
+        type=float,
+        default=None,
+        help="the workers' DENOISE_HEAP_TRIM_INTERVAL_S (default: theirs, 10; 0: no trims)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    worker_env = {}
+    if args.heap_trim_interval_s is not None:
+        worker_env["DENOISE_HEAP_TRIM_INTERVAL_S"] = str(args.heap_trim_interval_s)
     with tempfile.TemporaryDirectory(prefix="denoise-soak-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), worker_env)
         try:
             stack.start()
             report = asyncio.run(soak(stack, args.minutes, args.clients, args.fault_interval_s))
+            report["worker_settings"] = worker_env
         finally:
             stack.stop()
     print_report(report)
