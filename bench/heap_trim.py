@@ -1,13 +1,14 @@
 """Resident memory of a worker's forwards over many batch shapes, with and without heap trims.
 
 Loads every bundled model (as one worker serving them all does), then runs passes over every
-(model, batch size 1..``--max-rows``) forward in a random order, as a mixed load does, and after
-each pass records resident memory, glibc's in-use and free heap bytes, and the pass's time. Each
-variant runs in a process of its own (an mmap threshold must be set before the first malloc):
+(model, batch size 1..``--max-rows``) forward in a random order, as a mixed load does. Resident
+memory is read after every forward (a pass's mean and peak), and at each pass's end glibc's
+in-use and free heap bytes and the pass's time. Each variant runs in a process of its own (an mmap
+threshold must be set before the first malloc):
 
 - ``none``: glibc's defaults (what the worker did before ``workers.heap_trim``);
 - ``trim-10s`` / ``trim-2s``: ``HeapTrim`` at that interval, called after every forward as the
-  worker's loop does (the worker's default is 10 s);
+  worker's loop does (the worker's default is 10 s); ``trim-each``: after every forward;
 - ``mmap-1MiB``: ``MALLOC_MMAP_THRESHOLD_=1048576``, buffers above 1 MiB mapped and unmapped
   each time (the other classic remedy).
 
@@ -35,6 +36,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "none": {},
     "trim-10s": {"BENCH_TRIM_INTERVAL_S": "10"},
     "trim-2s": {"BENCH_TRIM_INTERVAL_S": "2"},
+    "trim-each": {"BENCH_TRIM_INTERVAL_S": "1e-9"},
     "mmap-1MiB": {"MALLOC_MMAP_THRESHOLD_": "1048576"},
 }
 
@@ -83,6 +85,7 @@ def one_variant(passes: int, max_rows: int, seed: int) -> list[dict[str, float]]
     for number in range(passes):
         rng.shuffle(forwards)
         started = time.perf_counter()
+        resident: list[int] = []  # after every forward: a trim's effect lasts only until the next ones
         for model, rows in forwards:
             shape = model.latent_shape(model.info.image_size, model.info.image_size)
             condition = model.warm_up_condition()
@@ -90,6 +93,7 @@ def one_variant(passes: int, max_rows: int, seed: int) -> list[dict[str, float]]
             with torch.inference_mode():
                 model.forward(latents, torch.full((rows,), 500.0), [condition] * rows)
             trim.maybe_trim()
+            resident.append(resident_bytes() or 0)
         seconds = time.perf_counter() - started
         in_use, free = heap_mb()
         rows_out.append(
@@ -97,6 +101,8 @@ def one_variant(passes: int, max_rows: int, seed: int) -> list[dict[str, float]]
                 "pass": number,
                 "seconds": seconds,
                 "rss_mb": (resident_bytes() or 0) / 2**20,
+                "rss_mean_mb": sum(resident) / len(resident) / 2**20,
+                "rss_max_mb": max(resident) / 2**20,
                 "heap_in_use_mb": in_use,
                 "heap_free_mb": free,
             }
@@ -126,13 +132,17 @@ def main() -> None:
         print(json.dumps(one_variant(args.passes, args.max_rows, seed=0)))
         return
     report: dict[str, Any] = {"passes": args.passes, "max_rows": args.max_rows, "variants": {}}
-    print(f"{'variant':<10} " + " ".join(f"{'pass ' + str(p):>22}" for p in range(args.passes)))
-    print(f"{'':<10} " + " ".join(f"{'RSS MB / free MB / s':>22}" for _ in range(args.passes)))
+    print(f"{'variant':<10} " + " ".join(f"{'pass ' + str(p):>26}" for p in range(args.passes)))
+    print(f"{'':<10} " + " ".join(f"{'RSS mean / max / free, s':>26}" for _ in range(args.passes)))
     for name in args.variants.split(","):
         rows = run_variant(name, args.passes, args.max_rows)
         report["variants"][name] = rows
-        cells = [f"{r['rss_mb']:>6.0f} / {r['heap_free_mb']:>5.0f} / {r['seconds']:>4.1f}" for r in rows]
-        print(f"{name:<10} " + " ".join(f"{c:>22}" for c in cells), flush=True)
+        cells = [
+            f"{r['rss_mean_mb']:>5.0f} / {r['rss_max_mb']:>5.0f} / {r['heap_free_mb']:>4.0f}, "
+            f"{r['seconds']:>4.1f}"
+            for r in rows
+        ]
+        print(f"{name:<10} " + " ".join(f"{c:>26}" for c in cells), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
